@@ -1,0 +1,99 @@
+"""Batched augmentation on the training device, and a loader that feeds it.
+
+The whole split is moved to the device and normalised once; each batch is then
+augmented with a few tensor operations (no PIL, no per-image Python), as in
+Keller Jordan's airbench.
+"""
+import math
+
+import torch
+
+# Channel statistics of the CIFAR-10 training images, in 0..255 pixel units.
+CIFAR10_MEAN = (125.307, 122.961, 113.8575)
+CIFAR10_STD = (62.9932, 62.0887, 66.7048)
+
+
+def normalize(images_uint8, dtype=torch.float32):
+    mean = torch.tensor(CIFAR10_MEAN, device=images_uint8.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD, device=images_uint8.device).view(1, 3, 1, 1)
+    return ((images_uint8.float() - mean) / std).to(dtype)
+
+
+def batch_flip_lr(images, generator=None):
+    """Mirror a random half of the images left-right."""
+    flip = torch.rand(len(images), device=images.device, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def batch_crop(images, padding, generator=None):
+    """Pad each side by `padding` (reflecting) and take a random crop of the original size."""
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4, mode='reflect')
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), device=images.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), device=images.device, generator=generator)
+    rows = (dy + torch.arange(h, device=images.device)).view(n, 1, h, 1)
+    cols = (dx + torch.arange(w, device=images.device)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
+    channel = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1)
+    return padded[batch, channel, rows, cols]
+
+
+def batch_cutout(images, size, generator=None):
+    """Zero a size x size square at a random centre in each image (DeVries & Taylor 2017);
+    near the border the square is cut by the edge, as in the paper."""
+    n, _, h, w = images.shape
+    cy = torch.randint(0, h, (n, 1), device=images.device, generator=generator)
+    cx = torch.randint(0, w, (n, 1), device=images.device, generator=generator)
+    top, left = cy - size // 2, cx - size // 2
+    ys = torch.arange(h, device=images.device).view(1, h)
+    xs = torch.arange(w, device=images.device).view(1, w)
+    in_rows = (ys >= top) & (ys < top + size)  # (n, h)
+    in_cols = (xs >= left) & (xs < left + size)  # (n, w)
+    square = in_rows.view(n, 1, h, 1) & in_cols.view(n, 1, 1, w)
+    return images.masked_fill(square, 0)
+
+
+def augment(images, crop_padding=0, flip=False, cutout=0, generator=None):
+    if crop_padding:
+        images = batch_crop(images, crop_padding, generator)
+    if flip:
+        images = batch_flip_lr(images, generator)
+    if cutout:
+        images = batch_cutout(images, cutout, generator)
+    return images
+
+
+class BatchLoader:
+    """Iterates (images, labels) batches of a Split held on `device`, normalised once.
+
+    With `train=True` the order is reshuffled and each batch augmented every epoch,
+    and the last partial batch is dropped (it would make BatchNorm noisy).
+    """
+
+    def __init__(self, split, batch_size, device, train=False, crop_padding=0, flip=False, cutout=0,
+                 seed=0, channels_last=False):
+        self.images = normalize(split.images.to(device))
+        self.labels = split.labels.to(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.augmentation = dict(crop_padding=crop_padding, flip=flip, cutout=cutout)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self):
+        if self.train:
+            return len(self.labels) // self.batch_size
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        if self.train:
+            order = torch.randperm(n, device=self.labels.device, generator=self.generator)
+        else:
+            order = torch.arange(n, device=self.labels.device)
+        for step in range(len(self)):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            images = self.images[index]
+            if self.train:
+                images = augment(images, generator=self.generator, **self.augmentation)
+            yield images.contiguous(memory_format=self.memory_format), self.labels[index]

@@ -1,0 +1,141 @@
+"""Datasets as uint8 tensors (N, 3, 32, 32), parsed once and cached.
+
+CIFAR-10 comes from the official "python version" archive; digits is
+scikit-learn's bundled 8x8 handwritten digits, upscaled to the same 3x32x32
+input so that every model and every test runs offline.
+"""
+import dataclasses
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+from .files import atomic_save
+
+CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
+CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
+CIFAR10_ARCHIVE = 'cifar-10-python.tar.gz'
+CIFAR10_DIR = 'cifar-10-batches-py'
+CIFAR10_CACHE = 'cifar10_uint8.pt'
+CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
+
+# Per-dataset defaults of --val_size -1.
+DEFAULT_VAL_SIZE = {'cifar10': 5000, 'digits': 300}
+
+
+@dataclasses.dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, 3, 32, 32)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self):
+        return len(self.labels)
+
+
+@dataclasses.dataclass
+class ImageData:
+    train: Split
+    val: Split
+    test: Split
+    classes: tuple
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+
+def load_dataset(dataset, data_dir='data', val_size=-1, subset=0, seed=0):
+    """Train/val/test splits of `dataset`. The validation split is held out of the
+    training images (seeded, class-balanced) so that tuning never sees the test set."""
+    if dataset == 'cifar10':
+        train, test = load_cifar10(data_dir)
+        classes = CIFAR10_CLASSES
+    elif dataset == 'digits':
+        train, test = load_digits()
+        classes = tuple(str(d) for d in range(10))
+    else:
+        raise ConfigError(f'--dataset: unknown dataset {dataset!r}; expected cifar10 or digits')
+    if val_size < 0:
+        val_size = DEFAULT_VAL_SIZE[dataset]
+    train, val = balanced_split(train, val_size, len(classes), seed, source='--val_size')
+    if subset:
+        if subset > len(train):
+            raise ConfigError(f'--subset {subset} exceeds the {len(train)} training images of {dataset}')
+        train, _ = balanced_split(train, len(train) - subset, len(classes), seed + 1, source='--subset')
+    return ImageData(train, val, test, classes)
+
+
+def balanced_split(split, held_out, num_classes, seed, source):
+    """Split off `held_out` images, as equal a share of each class as possible."""
+    if not 0 <= held_out < len(split):
+        raise ConfigError(f'{source}: cannot hold out {held_out} of {len(split)} training images; '
+                          f'allowed: 0 to {len(split) - 1}')
+    generator = torch.Generator().manual_seed(seed)
+    per_class = [(split.labels == c).nonzero().flatten() for c in range(num_classes)]
+    per_class = [idx[torch.randperm(len(idx), generator=generator)] for idx in per_class]
+    quota = [held_out // num_classes + (c < held_out % num_classes) for c in range(num_classes)]
+    held = torch.cat([idx[:q] for idx, q in zip(per_class, quota)])
+    kept = torch.cat([idx[q:] for idx, q in zip(per_class, quota)])
+    held, kept = held.sort().values, kept.sort().values
+    return Split(split.images[kept], split.labels[kept]), Split(split.images[held], split.labels[held])
+
+
+def load_cifar10(data_dir):
+    """(train, test) from DATA_DIR/cifar-10-batches-py, downloading the archive if absent.
+    The parsed tensors are cached beside it, so later trials skip the unpickling."""
+    data_dir = Path(data_dir)
+    cache = data_dir / CIFAR10_CACHE
+    if cache.exists():
+        train_images, train_labels, test_images, test_labels = torch.load(cache)
+        return Split(train_images, train_labels), Split(test_images, test_labels)
+    batches = data_dir / CIFAR10_DIR
+    if not batches.is_dir():
+        download_cifar10(data_dir)
+    train = [read_cifar_batch(batches / f'data_batch_{i}') for i in range(1, 6)]
+    train_images = torch.cat([images for images, _ in train])
+    train_labels = torch.cat([labels for _, labels in train])
+    test_images, test_labels = read_cifar_batch(batches / 'test_batch')
+    atomic_save((train_images, train_labels, test_images, test_labels), cache)
+    return Split(train_images, train_labels), Split(test_images, test_labels)
+
+
+def read_cifar_batch(path):
+    """One pickled batch of the official archive: 'data' is (N, 3072) uint8 in CHW order."""
+    if not path.exists():
+        raise ConfigError(f'{path} is missing: {path.parent} is not a complete CIFAR-10 '
+                          f'"python version" directory (data_batch_1..5, test_batch)')
+    with open(path, 'rb') as f:
+        batch = pickle.load(f, encoding='bytes')
+    images = np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    labels = np.asarray(batch[b'labels'], dtype=np.int64)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
+
+
+def download_cifar10(data_dir):
+    """Fetch and extract the official archive (md5-checked). An archive already placed in
+    DATA_DIR is checked and used without downloading."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    os.makedirs(data_dir, exist_ok=True)
+    try:
+        download_and_extract_archive(CIFAR10_URL, str(data_dir), filename=CIFAR10_ARCHIVE, md5=CIFAR10_MD5)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad md5 is a RuntimeError
+        raise ConfigError(
+            f'CIFAR-10 is not in {data_dir}/{CIFAR10_DIR} and could not be downloaded ({error}). '
+            f'On a machine that is offline, fetch {CIFAR10_URL} elsewhere and place it as '
+            f'{data_dir}/{CIFAR10_ARCHIVE} (it is extracted on the next run), or extract it so that '
+            f'{data_dir}/{CIFAR10_DIR} exists; or pass --data_dir DIR where it already is.') from error
+
+
+def load_digits(test_size=297, seed=0):
+    """scikit-learn's 1797 8x8 digits (values 0..16) as 3x32x32 uint8 images: real
+    handwriting, bundled with the package, so quickstarts and tests need no download."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    bunch = sklearn_digits()
+    small = torch.from_numpy(bunch.images).float().unsqueeze(1) * (255 / 16)
+    big = torch.nn.functional.interpolate(small, size=32, mode='bilinear', align_corners=False)
+    images = big.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(bunch.target).long()
+    return balanced_split(Split(images, labels), test_size, 10, seed, source='digits test split')

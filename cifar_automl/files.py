@@ -1,0 +1,31 @@
+"""Atomic writes: a reader (or a killed run) sees the old file or the new one, never half of one."""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _atomic(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj, path):
+    """torch.save to `path` atomically."""
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_json(obj, path):
+    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + '\n').encode()))

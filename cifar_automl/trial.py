@@ -1,0 +1,137 @@
+"""One training run, standalone or as an NNI trial (`python trial/main.py`)."""
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import config
+from .augment import BatchLoader
+from .config import ConfigError
+from .data import load_dataset
+from .files import atomic_save
+from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
+from .models import build_model
+from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
+from .training import (Diverged, at_chance, autocast_dtype, build_optimizer, evaluate, grad_scaler, lr_at,
+                       prepare_model, select_device, train_epoch)
+
+EVAL_BATCH_SIZE = 1000
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def main(argv=None):
+    try:
+        cfg = config.resolve(argv, nni_parameters())
+        return run(cfg)
+    except ConfigError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        return 2
+
+
+def run(cfg):
+    setup_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
+    if cfg.batch_size > len(data.train):
+        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width), device, cfg.channels_last,
+                          cfg.compile)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum,
+                                cfg.weight_decay, cfg.nesterov)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    train_loader = BatchLoader(data.train, cfg.batch_size, device, train=True, crop_padding=cfg.crop_padding,
+                               flip=cfg.flip, cutout=cfg.cutout, seed=cfg.seed, channels_last=cfg.channels_last)
+    log(f'{cfg.model} on {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test '
+        f'images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, device {device}, '
+        f'autocast {amp_dtype}, output {output_dir}')
+    if cfg.find_lr:
+        return find_lr(model, train_loader, optimizer, loss_fn, amp_dtype, output_dir)
+
+    def eval_loader(split):
+        return BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
+
+    val_loader, test_loader = eval_loader(data.val), eval_loader(data.test)
+    reporter = Reporter(output_dir, cfg.logdir)
+    total_steps = cfg.epochs * len(train_loader)
+    warmup_steps = round(cfg.warmup_epochs * len(train_loader))
+
+    def schedule(step):
+        return lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr, warmup_steps)
+
+    scaler = grad_scaler(amp_dtype, device)
+    best = dict(val_acc=-1.0, epoch=-1)
+    history = []
+    stopped_early = None
+    train_start = time.perf_counter()
+    log(f'setup took {train_start - setup_start:.1f}s; training {cfg.epochs} epochs of {len(train_loader)} steps')
+    for epoch in range(cfg.epochs):
+        try:
+            stats = train_epoch(model, train_loader, optimizer, loss_fn, schedule, epoch * len(train_loader),
+                                epoch, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency, log)
+        except Diverged as reason:
+            stopped_early = str(reason)
+            break
+        val = evaluate(model, val_loader, data.num_classes, amp_dtype)
+        metrics = {'default': val.accuracy, 'val_loss': val.loss, 'train_loss': stats.train_loss,
+                   'train_acc': stats.train_acc, 'lr': stats.lr, 'epoch_time': stats.epoch_time, 'epoch': epoch}
+        history.append(metrics)
+        reporter.intermediate(metrics)
+        log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
+            f'val loss {val.loss:.4f} acc {val.accuracy:.2f}% | {stats.epoch_time:.1f}s, '
+            f'{stats.images_per_s:.0f} img/s')
+        if val.accuracy > best['val_acc']:
+            best = dict(val_acc=val.accuracy, epoch=epoch)
+            atomic_save({'model': getattr(model, '_orig_mod', model).state_dict(), 'epoch': epoch,
+                         'val_acc': val.accuracy, 'config': dataclasses.asdict(cfg)}, output_dir / 'best.pt')
+        if cfg.divergence_epochs and epoch + 1 >= cfg.divergence_epochs and at_chance(best['val_acc'],
+                                                                                      data.num_classes):
+            stopped_early = f'validation accuracy still at chance ({best["val_acc"]:.1f}%) after {epoch + 1} epochs'
+            break
+    train_time = time.perf_counter() - train_start
+    if stopped_early:
+        log(f'stopped early: {stopped_early}')
+    if best['epoch'] >= 0:
+        checkpoint = torch.load(output_dir / 'best.pt', map_location=device)
+        getattr(model, '_orig_mod', model).load_state_dict(checkpoint['model'])
+    test = evaluate(model, test_loader, data.num_classes, amp_dtype)
+    log_per_class(data.classes, test.per_class_accuracy)
+    log(f'best epoch {best["epoch"] + 1}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}% '
+        f'({train_time:.1f}s training)')
+    final = {'default': max(0.0, best['val_acc']), 'test_acc': test.accuracy, 'test_loss': test.loss,
+             'best_epoch': best['epoch'], 'epochs_run': len(history), 'train_time': train_time}
+    final = {key: value for key, value in final.items() if math.isfinite(value)}  # a diverged run has NaN loss
+    details = {'per_class_test_acc': dict(zip(data.classes, test.per_class_accuracy)),
+               'stopped_early': stopped_early, 'history': history, 'config': dataclasses.asdict(cfg),
+               'nni_trial': under_nni()}
+    reporter.final(final, details)
+    log(f'wrote {output_dir / "metrics.json"}')
+    return 0
+
+
+def log_per_class(classes, accuracies):
+    log('per-class test accuracy:')
+    for name, accuracy in zip(classes, accuracies):
+        log(f'  {name:>12} {accuracy:6.2f}%')
+
+
+def find_lr(model, loader, optimizer, loss_fn, amp_dtype, output_dir):
+    lrs, losses = lr_range_test(model, loader, optimizer, loss_fn, amp_dtype)
+    suggestion = suggest_lr(lrs, losses)
+    plot = output_dir / 'lr_finder.png'
+    plot_lr_range(lrs, losses, suggestion, plot)
+    log(f'learning-rate range test over {len(lrs)} steps ({lrs[0]:.2g} to {lrs[-1]:.2g}): '
+        f'suggested --initial_lr {suggestion:.3g}; plot {plot}')
+    return 0

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from cifar_automl import data
+from cifar_automl.config import ConfigError
+from conftest import write_cifar_batches
+
+
+def test_reads_official_python_batches_and_caches_them(tmp_path):
+    written = write_cifar_batches(tmp_path, per_batch=20)
+    train, test = data.load_cifar10(tmp_path)
+    assert train.images.shape == (100, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert test.images.shape == (20, 3, 32, 32)
+    # Row 0 of data_batch_1 is image 0: red plane first, CHW order.
+    first = written['data_batch_1'][0][0]
+    assert np.array_equal(train.images[0].numpy().reshape(-1), first)
+    assert train.labels[:10].tolist() == list(range(10))
+    assert (tmp_path / data.CIFAR10_CACHE).exists()
+    # The cache is what a second trial reads, even with the batches gone.
+    for f in (tmp_path / data.CIFAR10_DIR).iterdir():
+        f.unlink()
+    again, _ = data.load_cifar10(tmp_path)
+    assert torch.equal(again.images, train.images)
+
+
+def test_incomplete_cifar_directory_is_refused(tmp_path):
+    write_cifar_batches(tmp_path)
+    (tmp_path / data.CIFAR10_DIR / 'data_batch_3').unlink()
+    with pytest.raises(ConfigError, match='data_batch_3 is missing'):
+        data.load_cifar10(tmp_path)
+
+
+def test_offline_download_fails_with_instructions(tmp_path, monkeypatch):
+    # A closed local port stands in for the unreachable download server.
+    monkeypatch.setattr(data, 'CIFAR10_URL', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
+    target = tmp_path / 'nowhere'
+    with pytest.raises(ConfigError) as error:
+        data.load_cifar10(target)
+    message = str(error.value)
+    assert str(target) in message and 'cifar-10-python.tar.gz' in message and 'cifar-10-batches-py' in message
+
+
+def test_validation_split_is_class_balanced_seeded_and_disjoint():
+    images = torch.arange(1000, dtype=torch.int64).view(-1, 1, 1, 1).expand(-1, 3, 32, 32)
+    split = data.Split(images, torch.arange(1000) % 10)
+    kept, held = data.balanced_split(split, 100, 10, seed=3, source='--val_size')
+    assert len(held) == 100 and len(kept) == 900
+    assert torch.bincount(held.labels).tolist() == [10] * 10
+    assert set(held.images[:, 0, 0, 0].tolist()).isdisjoint(kept.images[:, 0, 0, 0].tolist())
+    _, again = data.balanced_split(split, 100, 10, seed=3, source='--val_size')
+    _, other = data.balanced_split(split, 100, 10, seed=4, source='--val_size')
+    assert torch.equal(again.images, held.images) and not torch.equal(other.images, held.images)
+
+
+def test_digits_are_real_3x32x32_images_with_default_splits():
+    loaded = data.load_dataset('digits')
+    assert loaded.train.images.shape[1:] == (3, 32, 32)
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (1200, 300, 297)
+    assert loaded.train.images.float().std() > 30  # strokes, not blank images
+
+
+def test_impossible_validation_size_is_refused():
+    with pytest.raises(ConfigError, match='--val_size'):
+        data.load_dataset('digits', val_size=5000)
