@@ -29,3 +29,11 @@ def atomic_save(obj, path):
 
 def atomic_write_json(obj, path):
     _atomic(path, lambda f: f.write((json.dumps(obj, indent=2) + '\n').encode()))
+
+
+def atomic_write_text(text, path):
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
+def atomic_write_bytes(data, path):
+    _atomic(path, lambda f: f.write(data))

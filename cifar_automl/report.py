@@ -1,0 +1,502 @@
+"""Results out of an NNI experiment, without the WebUI and without opening db/nni.sqlite by hand.
+
+    python -m cifar_automl.report EXPERIMENT_ID --out results/      # a running experiment (REST API)
+    python -m cifar_automl.report ~/nni-experiments/ID --out results/  # a stopped or copied-back one
+
+Writes trials.csv (every trial: parameters, final and best intermediate metric, duration),
+report.md (the trials table, best first), best_command.txt (the best trial as a ready-to-run
+trial command line) and PNG plots. NNI 3.0's own `nnictl view` cannot open an experiment
+directory copied from another machine; this reads its db/nni.sqlite directly.
+
+Both sources are read into the shapes NNI's REST API serves (`/experiment`, `/trial-jobs`,
+`/metric-data`), so everything after loading is one code path.
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import re
+import shlex
+import sqlite3
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import flatten_nni_params
+from .files import atomic_write_bytes, atomic_write_text
+
+TERMINAL_EVENTS = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
+REGISTRY = Path('~/nni-experiments/.experiment')  # where nnictl lists the experiments it started
+
+
+class ReportError(ValueError):
+    """Bad input: no such experiment, no database, nothing to report."""
+
+
+@dataclass
+class Trial:
+    number: int  # NNI's sequence id: "Trial No." in the WebUI
+    id: str
+    status: str
+    parameters: dict
+    final: dict = field(default_factory=dict)  # the final result; 'default' is the tuned metric
+    intermediate: list = field(default_factory=list)  # one dict per reported epoch, in order
+    start_ms: int = None
+    end_ms: int = None
+
+    @property
+    def metric(self):
+        return self.final.get('default')
+
+    @property
+    def duration_s(self):
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return (self.end_ms - self.start_ms) / 1000
+
+
+@dataclass
+class Experiment:
+    id: str
+    profile: dict  # the experiment's config as NNI stores it (searchSpace, trialCommand, tuner, ...)
+    trials: list
+    source: str  # where it was read from, for the report's header
+
+    @property
+    def maximize(self):
+        algorithm = self.profile.get('tuner') or self.profile.get('advisor') or {}
+        return (algorithm.get('classArgs') or {}).get('optimize_mode', 'maximize') != 'minimize'
+
+    def better(self, a, b):
+        return a > b if self.maximize else a < b
+
+    def ranked(self):
+        """Trials with a final metric, best first, then the others by trial number."""
+        scored = sorted((t for t in self.trials if is_number(t.metric)),
+                        key=lambda t: -t.metric if self.maximize else t.metric)
+        return scored + [t for t in self.trials if not is_number(t.metric)]
+
+    def best(self):
+        ranked = self.ranked()
+        return ranked[0] if ranked and is_number(ranked[0].metric) else None
+
+    def parameter_names(self):
+        """Search-space order first, then any name only the trials carry (nested choices)."""
+        names = list(self.profile.get('searchSpace') or {})
+        for trial in self.trials:
+            names += [name for name in trial.parameters if name not in names]
+        return names
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- loading
+
+def decode_metric(data):
+    """A metric's `data` is JSON of what the trial reported, which nni serialised to JSON
+    again: '"{\\"default\\": 34.0, ...}"' -> {'default': 34.0, ...}. A bare number reported
+    becomes {'default': number}."""
+    value = data
+    while isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            break
+    if isinstance(value, dict):
+        return value
+    return {'default': value}
+
+
+def build_experiment(experiment_id, profile, jobs, metrics, source):
+    """jobs and metrics as the REST API's /trial-jobs and /metric-data serve them."""
+    trials = {}
+    for job in jobs:
+        hyper = json.loads(job['hyperParameters'][0]) if job.get('hyperParameters') else {}
+        trials[job['trialJobId']] = Trial(
+            number=job.get('sequenceId', len(trials)), id=job['trialJobId'], status=job['status'],
+            parameters=flatten_nni_params(hyper.get('parameters') or {}),
+            start_ms=job.get('startTime'), end_ms=job.get('endTime'))
+    for metric in sorted(metrics, key=lambda m: (m['type'] != 'PERIODICAL', m['sequence'], m['timestamp'])):
+        trial = trials.get(metric['trialJobId'])
+        if trial is None:
+            continue
+        if metric['type'] == 'FINAL':
+            trial.final = decode_metric(metric['data'])
+        elif metric['type'] == 'PERIODICAL':
+            trial.intermediate.append(decode_metric(metric['data']))
+    return Experiment(experiment_id, profile, sorted(trials.values(), key=lambda t: t.number), source)
+
+
+def load_directory(directory):
+    """A stopped experiment, or one copied back from a remote machine or cluster."""
+    directory = Path(directory).expanduser()
+    database = directory / 'db' / 'nni.sqlite'
+    if not database.is_file():
+        found = sorted(str(p.parent.parent) for p in directory.glob('*/db/nni.sqlite')
+                       if not p.parent.parent.is_symlink())  # NNI's `_latest` link repeats one of them
+        hint = (f'; the experiment directories under it: {", ".join(found)}' if found else
+                '; pass an experiment\'s own directory (<experimentWorkingDirectory>/<id>, by default '
+                '~/nni-experiments/<id>)')
+        raise ReportError(f'{directory}: no db/nni.sqlite here{hint}')
+    # Read-only: the experiment may still be running, or the copy may sit on read-only storage.
+    connection = sqlite3.connect(f'{database.resolve().as_uri()}?mode=ro', uri=True)
+    try:
+        connection.row_factory = sqlite3.Row
+        profile_row = connection.execute(
+            'SELECT params, id FROM ExperimentProfile ORDER BY revision DESC LIMIT 1').fetchone()
+        events = connection.execute(
+            'SELECT timestamp, trialJobId, event, data, sequenceId FROM TrialJobEvent ORDER BY rowid').fetchall()
+        metrics = [dict(row) for row in connection.execute(
+            'SELECT timestamp, trialJobId, parameterId, type, sequence, data FROM MetricData ORDER BY rowid')]
+    except sqlite3.DatabaseError as error:
+        raise ReportError(f'{database}: not an NNI experiment database ({error})') from error
+    finally:
+        connection.close()
+    if profile_row is None:
+        raise ReportError(f'{database}: no experiment profile stored yet')
+    return build_experiment(profile_row['id'], json.loads(profile_row['params']), replay_events(events),
+                            metrics, str(directory))
+
+
+def replay_events(events):
+    """Trial jobs from their event log, as NNI's manager replays it for /trial-jobs: the latest
+    event is the status, the first event with data holds the parameters."""
+    jobs = {}
+    for event in events:
+        job_id = event['trialJobId']
+        if not job_id:  # experiment-wide events (imported data, customised trials)
+            continue
+        job = jobs.setdefault(job_id, {'trialJobId': job_id, 'hyperParameters': []})
+        kind = event['event']
+        if kind == 'RUNNING':
+            job['startTime'] = event['timestamp']
+        elif kind in TERMINAL_EVENTS:
+            job['endTime'] = event['timestamp']
+        if kind == 'USER_TO_CANCEL':
+            job['status'] = 'USER_CANCELED'
+        elif kind == 'ADD_CUSTOMIZED':
+            job['status'] = 'WAITING'
+        elif kind != 'ADD_HYPERPARAMETER':
+            job['status'] = kind
+        if event['data'] and not job['hyperParameters']:
+            job['hyperParameters'].append(event['data'])
+        if event['sequenceId'] is not None:
+            job.setdefault('sequenceId', event['sequenceId'])
+    return list(jobs.values())
+
+
+def fetch_json(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def load_rest(base_url):
+    """A running experiment through the REST API the WebUI reads (base: http://HOST:PORT)."""
+    api = base_url.rstrip('/') + '/api/v1/nni'
+    try:
+        profile = fetch_json(f'{api}/experiment')
+        jobs = fetch_json(f'{api}/trial-jobs')
+        metrics = fetch_json(f'{api}/metric-data')
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise ReportError(f'{base_url}: no NNI REST API answers there ({error})') from error
+    return build_experiment(profile['id'], profile['params'], jobs, metrics, base_url)
+
+
+def registered_experiments():
+    path = REGISTRY.expanduser()
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ReportError(f'{path}: unreadable experiment registry ({error})') from error
+
+
+def load(experiment, url=None):
+    """An experiment directory, a URL, or an experiment id that nnictl registered."""
+    if url:
+        return load_rest(url)
+    if Path(experiment).expanduser().is_dir():
+        return load_directory(experiment)
+    if '/' in experiment or experiment.startswith(('.', '~')):
+        raise ReportError(f'{experiment}: no such directory')
+    entry = registered_experiments().get(experiment)
+    if entry is None:
+        raise ReportError(f'{experiment!r}: not an experiment directory, and no experiment with this id in '
+                          f'{REGISTRY} (nnictl experiment list --all); for one started elsewhere pass its '
+                          f'directory, or --url http://HOST:PORT while it runs')
+    if entry.get('status') != 'STOPPED':
+        prefix = f"/{entry['prefixUrl'].strip('/')}" if entry.get('prefixUrl') else ''
+        try:
+            return load_rest(f"http://127.0.0.1:{entry['port']}{prefix}")
+        except ReportError:
+            pass  # registered as running but its manager is gone: read what it left on disk
+    return load_directory(Path(entry['logDir']).expanduser() / experiment)
+
+
+# ---------------------------------------------------------------- outputs
+
+def format_value(value, float_format='.4g'):
+    if value is None:
+        return ''
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return format(value, float_format)
+    return str(value)
+
+
+def final_keys(experiment):
+    keys = []
+    for trial in experiment.trials:
+        keys += [key for key in trial.final if key != 'default' and key not in keys]
+    return keys
+
+
+def best_intermediate(experiment, trial):
+    values = [m['default'] for m in trial.intermediate if is_number(m.get('default'))]
+    if not values:
+        return None
+    return max(values) if experiment.maximize else min(values)
+
+
+def trial_rows(experiment):
+    """One dict per trial, best first: the CSV's rows."""
+    parameters, finals = experiment.parameter_names(), final_keys(experiment)
+    rows = []
+    for trial in experiment.ranked():
+        row = {'trial': trial.number, 'id': trial.id, 'status': trial.status}
+        row.update({name: trial.parameters.get(name) for name in parameters})
+        row['default'] = trial.metric
+        row.update({key: trial.final.get(key) for key in finals})
+        row['best_intermediate'] = best_intermediate(experiment, trial)
+        row['intermediate_results'] = len(trial.intermediate)
+        row['duration_s'] = None if trial.duration_s is None else round(trial.duration_s, 1)
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows, path):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator='\n')
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: '' if value is None else value for key, value in row.items()})
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def best_command(experiment, trial):
+    """The experiment's trial command with the trial's parameters as flags: what NNI ran,
+    runnable by hand from the trial code directory (the parameters override flags of the same name)."""
+    command = experiment.profile.get('trialCommand') or 'python trial/main.py'
+    for name, value in trial.parameters.items():
+        # Drop the command's own `--name value` / `--name=value` so the tuned value is the one that counts.
+        command = re.sub(rf'(?<!\S)--{re.escape(name)}(=\S*|\s+(?!--)\S+)?(?!\S)', '', command)
+        command = f'{command.rstrip()} --{name} {shlex.quote(format_flag(value))}'
+    return re.sub(r' {2,}', ' ', command).strip()
+
+
+def format_flag(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)  # repr-exact for floats: 0.0005 stays 0.0005
+
+
+def markdown_table(experiment, rows):
+    parameters = experiment.parameter_names()
+    metric_keys = ['default'] + [key for key in ('test_acc',) if key in rows[0]]
+    headers = ['rank', 'trial', 'id', 'status'] + parameters + [
+        'val acc (default)' if key == 'default' else key for key in metric_keys] + [
+        'best intermediate', 'epochs', 'duration (s)']
+    lines = ['| ' + ' | '.join(headers) + ' |', '|' + '|'.join('---' for _ in headers) + '|']
+    for rank, row in enumerate(rows, 1):
+        cells = [str(rank) if is_number(row['default']) else '', str(row['trial']), f'`{row["id"]}`',
+                 row['status']]
+        cells += [format_value(row[name]) for name in parameters]
+        cells += [format_value(row[key], '.2f') for key in metric_keys]
+        cells += [format_value(row['best_intermediate'], '.2f'), str(row['intermediate_results']),
+                  format_value(row['duration_s'], '.1f')]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def markdown_report(experiment, rows, command, plots):
+    statuses = {}
+    for trial in experiment.trials:
+        statuses[trial.status] = statuses.get(trial.status, 0) + 1
+    algorithm = experiment.profile.get('tuner') or experiment.profile.get('advisor') or {}
+    lines = [f'# NNI experiment `{experiment.id}`' + (f': {experiment.profile["experimentName"]}'
+                                                      if experiment.profile.get('experimentName') else ''),
+             '',
+             f'- Source: `{experiment.source}`',
+             f'- Tuner: {algorithm.get("name") or algorithm.get("className") or "?"} '
+             f'({"maximize" if experiment.maximize else "minimize"} `default`)',
+             f'- Trials: {len(experiment.trials)} (' + ', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))
+             + ')',
+             f'- Trial command: `{experiment.profile.get("trialCommand", "")}`', '']
+    best = experiment.best()
+    if best is not None:
+        lines += [f'## Best trial: {best.number} (`{best.id}`), default {best.metric:.2f}', '',
+                  'Run it again:', '', '```bash', command, '```', '']
+    lines += ['## Trials, best first', '', markdown_table(experiment, rows), '']
+    if plots:
+        lines += ['## Plots', ''] + [f'![{path.stem}]({path.name})' for path in plots] + ['']
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- plots
+
+def save_figure(fig, path):
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png', dpi=110, bbox_inches='tight')
+    atomic_write_bytes(buffer.getvalue(), path)
+
+
+def plot_metric_per_trial(experiment, plt, path):
+    scored = [t for t in experiment.trials if is_number(t.metric)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([t.number for t in scored], [t.metric for t in scored], label='trial', zorder=3)
+    best_so_far, best = [], None
+    for trial in scored:
+        best = trial.metric if best is None or experiment.better(trial.metric, best) else best
+        best_so_far.append(best)
+    ax.step([t.number for t in scored], best_so_far, where='post', color='tab:red', label='best so far')
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel('trial number')
+    ax.set_ylabel('final metric (default)')
+    ax.set_title(f'Experiment {experiment.id}: final metric per trial')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_intermediate(experiment, plt, path):
+    best = experiment.best()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for trial in experiment.trials:
+        values = [m.get('default') for m in trial.intermediate]
+        if not values:
+            continue
+        is_best = best is not None and trial.id == best.id
+        ax.plot(range(1, len(values) + 1), values, marker='.', linewidth=2.5 if is_best else 1,
+                alpha=1 if is_best else 0.5, label=f'best: trial {trial.number}' if is_best else None,
+                color='tab:red' if is_best else None, zorder=3 if is_best else 2)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel('intermediate result (epoch)')
+    ax.set_ylabel('intermediate metric (default)')
+    ax.set_title('Intermediate results per trial')
+    ax.grid(alpha=0.3)
+    if best is not None and best.intermediate:
+        ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_parameters(experiment, plt, path):
+    names = experiment.parameter_names()
+    space = experiment.profile.get('searchSpace') or {}
+    scored = [t for t in experiment.trials if is_number(t.metric)]
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = [(t.parameters[name], t.metric) for t in scored if name in t.parameters]
+        values = [value for value, _ in points]
+        kind = space.get(name, {}).get('_type')
+        if values and kind != 'choice' and all(is_number(v) for v in values):
+            ax.scatter(values, [m for _, m in points])
+            if kind in ('loguniform', 'qloguniform'):
+                ax.set_xscale('log')
+        else:  # a choice, in the search space's order: evenly spaced, whatever the values
+            categories = [str(c.get('_name', c)) if isinstance(c, dict) else str(c)
+                          for c in space.get(name, {}).get('_value', [])] if kind == 'choice' else []
+            categories += sorted({str(v) for v in values} - set(categories))
+            ax.scatter([categories.index(str(v)) for v in values], [m for _, m in points])
+            ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 3 else 0,
+                          ha='right' if len(categories) > 3 else 'center')
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+        ax.set_xlabel(name)
+        ax.set_ylabel('final metric')
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle('Each parameter against the final metric')
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_plots(experiment, out):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    plots = [out / 'metric_per_trial.png', out / 'intermediate.png']
+    plot_metric_per_trial(experiment, plt, plots[0])
+    plot_intermediate(experiment, plt, plots[1])
+    if experiment.parameter_names():
+        plots.append(out / 'parameters.png')
+        plot_parameters(experiment, plt, plots[2])
+    return plots
+
+
+# ---------------------------------------------------------------- entry point
+
+def write_report(experiment, out):
+    """Writes every output into `out`; returns their paths."""
+    if not experiment.trials:
+        raise ReportError(f'experiment {experiment.id} ({experiment.source}) has no trials yet')
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(experiment)
+    write_csv(rows, out / 'trials.csv')
+    written = [out / 'trials.csv']
+    best = experiment.best()
+    command = best_command(experiment, best) if best is not None else ''
+    if best is not None:
+        atomic_write_text(command + '\n', out / 'best_command.txt')
+        written.append(out / 'best_command.txt')
+    plots = write_plots(experiment, out)
+    atomic_write_text(markdown_report(experiment, rows, command, plots), out / 'report.md')
+    return written + [out / 'report.md'] + plots
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m cifar_automl.report',
+        description='Export an NNI experiment\'s trials: trials.csv, report.md, best_command.txt, PNG plots.')
+    parser.add_argument('experiment', nargs='?', default='',
+                        help='experiment id (nnictl experiment list --all) or experiment directory '
+                             '(holding db/nni.sqlite, e.g. ~/nni-experiments/ID or a copy of it)')
+    parser.add_argument('--url', default='', help='a running experiment\'s WebUI address, http://HOST:PORT '
+                                                  '(e.g. through an SSH tunnel), instead of EXPERIMENT')
+    parser.add_argument('--out', default='', help='output directory (default: report-<experiment id>)')
+    args = parser.parse_args(argv)
+    if not args.experiment and not args.url:
+        parser.error('give an EXPERIMENT id or directory, or --url')
+    try:
+        started = time.perf_counter()
+        experiment = load(args.experiment, args.url)
+        written = write_report(experiment, args.out or f'report-{experiment.id}')
+    except ReportError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        return 2
+    best = experiment.best()
+    print(f'experiment {experiment.id}: {len(experiment.trials)} trials from {experiment.source}')
+    if best is not None:
+        print(f'best: trial {best.number} ({best.id}), default {best.metric:.2f}')
+        print(f'  {best_command(experiment, best)}')
+    for path in written:
+        print(f'wrote {path}')
+    print(f'({time.perf_counter() - started:.1f}s)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
