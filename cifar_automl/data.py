@@ -89,7 +89,7 @@ def load_cifar10(data_dir):
     data_dir = Path(data_dir)
     cache = data_dir / CIFAR10_CACHE
     if cache.exists():
-        train_images, train_labels, test_images, test_labels = torch.load(cache)
+        train_images, train_labels, test_images, test_labels = torch.load(cache, mmap=True)
         return Split(train_images, train_labels), Split(test_images, test_labels)
     batches = data_dir / CIFAR10_DIR
     if not batches.is_dir():

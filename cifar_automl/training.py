@@ -21,14 +21,15 @@ def select_device(name):
 
 
 def autocast_dtype(precision, device):
-    """bf16 where the hardware has it (on this project's CPUs it beat fp32 ~2x for
-    small conv nets, bench/bench_trial.py), fp16 on older GPUs, or none."""
+    """bf16 where the hardware has it (with AVX512-BF16 it trains resnet9 ~2.2x faster than
+    fp32 on CPU, bench/bench_trial.py), fp16 on GPUs without bf16; CPUs without bf16
+    units emulate it slower than fp32, so they stay in fp32."""
     if precision == 'fp32':
         return None
     if precision == 'auto':
-        if device.type == 'cuda' and not torch.cuda.is_bf16_supported():
-            return torch.float16
-        return torch.bfloat16
+        if device.type == 'cuda':
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
 
 

@@ -1,0 +1,119 @@
+"""Training throughput of the trial's pipeline against a course-style one, and start-up time.
+
+    python bench/bench_trial.py --data_dir DIR      # DIR/cifar-10-batches-py, real CIFAR-10 images
+
+For each model, one epoch over the same `--images` training images at the same batch size:
+- course-style: the lab's script, torchvision PIL transforms (RandomCrop(32, padding=4),
+  RandomHorizontalFlip, ToTensor, Normalize) per image through a DataLoader, fp32 model;
+- this repo: cifar_automl's BatchLoader (tensor augmentation of whole batches) and the
+  trial's training step (channels_last, bf16 autocast on CPU), and the same without them
+  (fp32, NCHW) to show what each part buys.
+Images/s include augmentation and the optimizer step. Then the time from `python
+trial/main.py` starting to its first training step, with the dataset cache warm.
+"""
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cifar_automl.augment import CIFAR10_MEAN, CIFAR10_STD, BatchLoader  # noqa: E402
+from cifar_automl.data import Split, load_cifar10  # noqa: E402
+from cifar_automl.models import build_model  # noqa: E402
+from cifar_automl.training import autocast_dtype, build_optimizer, prepare_model, train_epoch  # noqa: E402
+
+
+class CourseStyleCifar(torch.utils.data.Dataset):
+    """What torchvision.datasets.CIFAR10 does per item: a PIL image, then the transforms."""
+
+    def __init__(self, split, transform):
+        self.images = split.images.permute(0, 2, 3, 1).numpy()  # HWC, as torchvision keeps them
+        self.labels = split.labels.tolist()
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        from PIL import Image
+        return self.transform(Image.fromarray(self.images[index])), self.labels[index]
+
+
+def course_style_epoch(model_name, split, batch_size, workers):
+    import torchvision.transforms as T
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize([m / 255 for m in CIFAR10_MEAN], [s / 255 for s in CIFAR10_STD])])
+    loader = torch.utils.data.DataLoader(CourseStyleCifar(split, transform), batch_size=batch_size, shuffle=True,
+                                         num_workers=workers, drop_last=True)
+    torch.manual_seed(0)
+    model = build_model(model_name, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    seen, start = 0, time.perf_counter()
+    for images, labels in loader:
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+    return seen / (time.perf_counter() - start)
+
+
+def repo_epoch(model_name, split, batch_size, fast):
+    torch.manual_seed(0)
+    device = torch.device('cpu')
+    model = prepare_model(build_model(model_name, 10), device, channels_last=fast, compile_model=False)
+    optimizer = build_optimizer('sgd', model.parameters(), 0.05, 0.9, 5e-4, nesterov=True)
+    loader = BatchLoader(split, batch_size, device, train=True, crop_padding=4, flip=True, channels_last=fast)
+    amp = autocast_dtype('auto' if fast else 'fp32', device)
+    stats = train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), lambda step: 0.05, 0, 0, amp)
+    return stats.images_per_s
+
+
+def time_to_first_step(data_dir):
+    command = [sys.executable, str(REPO / 'trial' / 'main.py'), '--data_dir', str(data_dir), '--epochs', '1',
+               '--output_dir', '/tmp/bench_trial_startup', '--log_frequency', '0']
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        for line in process.stdout:
+            if line.startswith('setup took'):  # printed just before the first training step
+                return time.perf_counter() - start
+    finally:
+        process.kill()
+        process.wait()
+    raise RuntimeError('the trial never reached its first step')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data_dir', required=True)
+    parser.add_argument('--models', default='lenet,resnet9')
+    parser.add_argument('--images', type=int, default=10000, help='training images in the benchmark epoch')
+    parser.add_argument('--batch_size', type=int, default=256)
+    parser.add_argument('--workers', type=int, default=2, help='DataLoader workers of the course-style pipeline')
+    args = parser.parse_args()
+
+    train, _ = load_cifar10(args.data_dir)  # also warms the uint8 cache for the start-up timing
+    pick = torch.from_numpy(np.random.default_rng(0).permutation(len(train))[:args.images])
+    split = Split(train.images[pick], train.labels[pick])
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, '
+          f'batch {args.batch_size}')
+    print(f'{"model":>8} {"course img/s":>13} {"fp32 NCHW":>10} {"bf16+CL":>9} {"speed-up":>9}')
+    for name in args.models.split(','):
+        course = course_style_epoch(name, split, args.batch_size, args.workers)
+        plain = repo_epoch(name, split, args.batch_size, fast=False)
+        fast = repo_epoch(name, split, args.batch_size, fast=True)
+        print(f'{name:>8} {course:13.0f} {plain:10.0f} {fast:9.0f} {fast / course:8.2f}x', flush=True)
+    print(f'start to first training step (cached dataset): {time_to_first_step(args.data_dir):.2f} s')
+
+
+if __name__ == '__main__':
+    main()
