@@ -41,8 +41,11 @@ OPTIONS = {
     'num_workers': Option(0, 'kept for the course lab\'s command lines: the pipeline runs on '
                              'tensors on the device and needs no loader workers', low=0),
     # model
-    'model': Option('resnet9', 'network; see cifar_automl/models'),
-    'width': Option(64, 'base channel width of resnet9 (its three stages are width, 2x, 4x)', low=4, high=1024),
+    'model': Option('resnet9', 'network; see cifar_automl/models. darts:PATH is a searched DARTS cell: '
+                               'any architecture file retrain/retrain.py reads, or DARTS_V2 (the paper\'s)'),
+    'width': Option(64, 'base channel width: resnet9\'s first stage (then 2x, 4x), or the channels of a darts: '
+                        'model\'s first cells (36 in the DARTS paper)', low=4, high=1024),
+    'num_cells': Option(8, 'cells of a darts: model (reduction cells at 1/3 and 2/3 of the depth)', low=3, high=100),
     # optimisation
     'optimizer': Option('sgd', 'optimizer', choices=('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad')),
     'initial_lr': Option(0.2, 'learning rate at the start of the cosine (after warmup)', low=1e-7, high=10.0),
@@ -100,10 +103,11 @@ def _parse_bool(text):
     raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
 
-def build_parser(description=''):
+def build_parser(description='', options=None):
+    """A flag per option of `options` (default: the trial's OPTIONS)."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for name, opt in OPTIONS.items():
+    for name, opt in (options or OPTIONS).items():
         kind = _parse_bool if opt.type is bool else opt.type
         parser.add_argument(f'--{name}', type=kind, default=argparse.SUPPRESS,
                             help=f'{opt.help} (default: {opt.default!r})', metavar=_metavar(opt))
@@ -116,12 +120,12 @@ def _metavar(opt):
     return opt.type.__name__.upper()
 
 
-def allowed(name):
-    """What OPTIONS[name] accepts, in words, for error messages."""
-    opt = OPTIONS[name]
+def allowed(name, options=None):
+    """What options[name] accepts, in words, for error messages."""
+    opt = (options or OPTIONS)[name]
     if name == 'model':
         from .models import model_names
-        return 'one of ' + ', '.join(model_names())
+        return 'one of ' + ', '.join(model_names()) + ', or darts:PATH (a DARTS architecture file)'
     if opt.choices:
         return 'one of ' + ', '.join(repr(c) for c in opt.choices)
     if opt.type is bool:
@@ -131,12 +135,13 @@ def allowed(name):
     return f'{opt.type.__name__} in [{low}, {high}]'
 
 
-def check_value(name, value, source):
+def check_value(name, value, source, options=None):
     """Return `value` converted to the option's type, or raise ConfigError naming `source`."""
-    if name not in OPTIONS:
-        raise ConfigError(f'{source}: unknown parameter {name!r}; known: {", ".join(OPTIONS)}')
-    opt = OPTIONS[name]
-    bad = ConfigError(f'{source}: {name}={value!r} is not allowed; expected {allowed(name)}')
+    options = options or OPTIONS
+    if name not in options:
+        raise ConfigError(f'{source}: unknown parameter {name!r}; known: {", ".join(options)}')
+    opt = options[name]
+    bad = ConfigError(f'{source}: {name}={value!r} is not allowed; expected {allowed(name, options)}')
     if opt.type is bool:
         if value in (True, False, 0, 1):
             value = bool(value)
@@ -155,9 +160,15 @@ def check_value(name, value, source):
     if opt.choices is not None and value not in opt.choices:
         raise bad
     if name == 'model':
-        from .models import is_model_name
+        from .models import DARTS_PREFIX, is_model_name
         if not is_model_name(value):
             raise bad
+        if value.startswith(DARTS_PREFIX):  # a searched cell: its file is checked now, not after the data loads
+            from .arch_files import load_arch
+            try:
+                load_arch(value[len(DARTS_PREFIX):])
+            except ConfigError as error:
+                raise ConfigError(f'{source}: {name}={value!r}: {error}') from None
     if (opt.low is not None and value < opt.low) or (opt.high is not None and value > opt.high):
         raise bad
     return value

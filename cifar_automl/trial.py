@@ -47,8 +47,8 @@ def run(cfg):
         raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
     output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
-    model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width), device, cfg.channels_last,
-                          cfg.compile)
+    model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width, cfg.num_cells), device,
+                          cfg.channels_last, cfg.compile)
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum,
                                 cfg.weight_decay, cfg.nesterov)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)

@@ -1,4 +1,4 @@
-"""Model zoo for 32x32 inputs: `build_model(name, num_classes, width)`."""
+"""Model zoo for 32x32 inputs: `build_model(name, num_classes, width)`; `darts:PATH` is a searched DARTS cell."""
 from . import torchvision_cifar
 from .lenet import LeNet
 from .resnet9 import ResNet9
@@ -13,11 +13,20 @@ def model_names():
     return list(NATIVE) + list(torchvision_cifar.ADAPTERS)
 
 
+DARTS_PREFIX = 'darts:'
+
+
 def is_model_name(name):
-    return name in NATIVE or name in torchvision_cifar.ADAPTERS
+    """A zoo name, or darts:PATH (the file itself is checked by arch_files.load_arch)."""
+    return name in NATIVE or name in torchvision_cifar.ADAPTERS or (
+        name.startswith(DARTS_PREFIX) and len(name) > len(DARTS_PREFIX))
 
 
-def build_model(name, num_classes=10, width=64):
+def build_model(name, num_classes=10, width=64, num_cells=8):
+    if name.startswith(DARTS_PREFIX):
+        from ..arch_files import load_arch
+        from .darts import build_darts
+        return build_darts(load_arch(name[len(DARTS_PREFIX):]), num_classes, width, num_cells)
     if name in NATIVE:
         return NATIVE[name](num_classes, width)
     if name in torchvision_cifar.ADAPTERS:
