@@ -60,6 +60,9 @@ def load_dataset(dataset, data_dir='data', val_size=-1, subset=0, seed=0):
         raise ConfigError(f'--dataset: unknown dataset {dataset!r}; expected cifar10 or digits')
     if val_size < 0:
         val_size = DEFAULT_VAL_SIZE[dataset]
+    if val_size == 0:
+        raise ConfigError('--val_size 0 leaves no validation images, and the best epoch and the NNI metric '
+                          'are chosen on them; use -1 (the default) or a positive count')
     train, val = balanced_split(train, val_size, len(classes), seed, source='--val_size')
     if subset:
         if subset > len(train):

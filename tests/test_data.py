@@ -60,6 +60,7 @@ def test_digits_are_real_3x32x32_images_with_default_splits():
     assert loaded.train.images.float().std() > 30  # strokes, not blank images
 
 
-def test_impossible_validation_size_is_refused():
+@pytest.mark.parametrize('val_size', [0, 5000])
+def test_impossible_validation_size_is_refused(val_size):
     with pytest.raises(ConfigError, match='--val_size'):
-        data.load_dataset('digits', val_size=5000)
+        data.load_dataset('digits', val_size=val_size)
