@@ -16,6 +16,7 @@ from .files import atomic_save
 from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
 from .models import build_model
 from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
+from .search_space import main as check_space_main
 from .training import (Diverged, at_chance, autocast_dtype, build_optimizer, evaluate, grad_scaler, lr_at,
                        prepare_model, select_device, train_epoch)
 
@@ -28,6 +29,9 @@ def log(message):
 
 def main(argv=None):
     try:
+        space_file = vars(config.build_parser().parse_args(argv)).get('check_space')
+        if space_file:  # before asking NNI for parameters: a check is not a trial
+            return check_space_main(space_file)
         cfg = config.resolve(argv, nni_parameters())
         return run(cfg)
     except ConfigError as error:
@@ -103,22 +107,29 @@ def run(cfg):
     train_time = time.perf_counter() - train_start
     if stopped_early:
         log(f'stopped early: {stopped_early}')
+    final, per_class = test_best_epoch(model, output_dir / 'best.pt', best, test_loader, data, amp_dtype,
+                                       train_time, len(history))
+    details = {'per_class_test_acc': per_class, 'stopped_early': stopped_early, 'history': history,
+               'config': dataclasses.asdict(cfg), 'nni_trial': under_nni()}
+    reporter.final(final, details)
+    log(f'wrote {output_dir / "metrics.json"}')
+    return 0
+
+
+def test_best_epoch(model, best_path, best, test_loader, data, amp_dtype, train_time, epochs_run):
+    """Test the best-validation weights saved in `best_path` (shared with the retrain). Returns the
+    final metrics for NNI ('default': the best validation accuracy) and the per-class test accuracy."""
     if best['epoch'] >= 0:
-        checkpoint = torch.load(output_dir / 'best.pt', map_location=device)
+        checkpoint = torch.load(best_path, map_location=test_loader.labels.device)
         getattr(model, '_orig_mod', model).load_state_dict(checkpoint['model'])
     test = evaluate(model, test_loader, data.num_classes, amp_dtype)
     log_per_class(data.classes, test.per_class_accuracy)
     log(f'best epoch {best["epoch"] + 1}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}% '
         f'({train_time:.1f}s training)')
     final = {'default': max(0.0, best['val_acc']), 'test_acc': test.accuracy, 'test_loss': test.loss,
-             'best_epoch': best['epoch'], 'epochs_run': len(history), 'train_time': train_time}
+             'best_epoch': best['epoch'], 'epochs_run': epochs_run, 'train_time': train_time}
     final = {key: value for key, value in final.items() if math.isfinite(value)}  # a diverged run has NaN loss
-    details = {'per_class_test_acc': dict(zip(data.classes, test.per_class_accuracy)),
-               'stopped_early': stopped_early, 'history': history, 'config': dataclasses.asdict(cfg),
-               'nni_trial': under_nni()}
-    reporter.final(final, details)
-    log(f'wrote {output_dir / "metrics.json"}')
-    return 0
+    return final, dict(zip(data.classes, test.per_class_accuracy))
 
 
 def log_per_class(classes, accuracies):
