@@ -82,6 +82,8 @@ OPTIONS = {
     'find_lr': Option(False, 'run the learning-rate range test instead of training', tunable=False),
     'preset': Option('', 'a named group of defaults (see PRESETS), overridden by explicit flags',
                      choices=('', 'cpu'), tunable=False),
+    'check_space': Option('', 'check an NNI search-space JSON file against these options, print OK or the '
+                              'problem, and exit (0 or 2) without training', tunable=False),
 }
 
 # Named defaults for a whole kind of run. Explicit flags and NNI parameters win.
