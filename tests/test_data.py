@@ -64,3 +64,18 @@ def test_digits_are_real_3x32x32_images_with_default_splits():
 def test_impossible_validation_size_is_refused(val_size):
     with pytest.raises(ConfigError, match='--val_size'):
         data.load_dataset('digits', val_size=val_size)
+
+
+def test_archive_placed_by_hand_is_checked_and_extracted_without_network(tmp_path, monkeypatch):
+    import hashlib
+    import tarfile
+    write_cifar_batches(tmp_path / 'made')
+    archive = tmp_path / 'data' / data.CIFAR10_ARCHIVE
+    archive.parent.mkdir()
+    with tarfile.open(archive, 'w:gz') as tar:
+        tar.add(tmp_path / 'made' / data.CIFAR10_DIR, arcname=data.CIFAR10_DIR)
+    # The official archive's md5 is replaced by this one's; the URL leads nowhere.
+    monkeypatch.setattr(data, 'CIFAR10_MD5', hashlib.md5(archive.read_bytes()).hexdigest())
+    monkeypatch.setattr(data, 'CIFAR10_URL', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
+    train, test = data.load_cifar10(archive.parent)
+    assert len(train) == 100 and len(test) == 20
