@@ -1,0 +1,267 @@
+"""Retrain a searched DARTS cell from scratch: `python retrain/retrain.py --arch epoch_49.json`.
+
+The DARTS paper's CIFAR-10 evaluation (Liu et al. 2019, sec. 3.2; its cnn/train.py) on this
+repository's core: 20 cells of 36 channels, 600 epochs of batch 96, SGD lr 0.025 on a cosine to
+0, momentum 0.9, weight decay 3e-4, cutout 16, drop path 0.2 ramped linearly over the epochs, an
+auxiliary head weighted 0.4, gradient clip 5. Unlike NNI's legacy example, the best epoch is
+chosen on a validation split held out of the training images; the test set is measured once, at
+the end, with those weights. Every epoch the whole state goes to `last.pt` (atomically), so a
+killed run continues with `--resume` on the same schedule and loses at most one epoch.
+"""
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import config
+from .arch_files import describe, load_arch
+from .augment import BatchLoader
+from .config import ConfigError, Option
+from .data import load_dataset
+from .files import atomic_save, atomic_write_json
+from .models.darts import build_darts, count_parameters
+from .reporting import Reporter
+from .training import (Diverged, autocast_dtype, build_optimizer, evaluate, grad_scaler, lr_at, prepare_model,
+                       select_device, train_epoch)
+from .trial import EVAL_BATCH_SIZE, test_best_epoch
+
+LAST_CHECKPOINT = 'last.pt'  # the whole state after the last finished epoch, for --resume
+BEST_CHECKPOINT = 'best.pt'  # the weights of the best validation epoch (the trial's format)
+
+# The trial's options that mean the same here, with the DARTS paper's values where it sets them.
+PAPER_DEFAULTS = dict(width=36, num_cells=20, epochs=600, batch_size=96, optimizer='sgd', initial_lr=0.025,
+                      ending_lr=0.0, momentum=0.9, nesterov=False, weight_decay=3e-4, label_smoothing=0.0,
+                      cutout=16, grad_clip=5.0)
+SHARED = ('dataset', 'data_dir', 'val_size', 'subset', 'width', 'num_cells', 'optimizer', 'initial_lr', 'ending_lr',
+          'warmup_epochs', 'momentum', 'nesterov', 'weight_decay', 'label_smoothing', 'batch_size', 'epochs',
+          'grad_clip', 'crop_padding', 'flip', 'cutout', 'device', 'precision', 'channels_last', 'compile', 'threads',
+          'seed', 'log_frequency', 'output_dir', 'logdir')
+RETRAIN_ONLY = {
+    'arch': Option('', 'the cell to train: an epoch_N.json of the DARTS search, an NNI 1.x/2.0 DARTS JSON, '
+                       'a DARTS Genotype(...) text file, or a published cell: DARTS_V1, DARTS_V2', tunable=False),
+    'auxiliary_weight': Option(0.4, 'weight of the auxiliary head\'s loss (0: no auxiliary head)', low=0.0, high=10.0),
+    'drop_path_prob': Option(0.2, 'drop-path probability, ramped linearly from 0 at the first epoch to this '
+                                  'at the last (0: no drop path)', low=0.0, high=0.9),
+    'patience': Option(0, 'stop after this many epochs without a better validation accuracy (0: never)', low=0),
+    'resume': Option(False, 'continue the run in --output_dir from its last finished epoch, on the same schedule',
+                     tunable=False),
+    'print_arch': Option(False, 'print the parsed cell and its parameter count, and exit without training',
+                         tunable=False),
+}
+OPTIONS = {
+    **{name: dataclasses.replace(config.OPTIONS[name], default=PAPER_DEFAULTS.get(name, config.OPTIONS[name].default))
+       for name in SHARED},
+    'output_dir': dataclasses.replace(config.OPTIONS['output_dir'], help='where the checkpoints and metrics.json go '
+                                      '(default: outputs/retrain-<time>); the run to continue with --resume'),
+    'logdir': dataclasses.replace(config.OPTIONS['logdir'], help='TensorBoard directory '
+                                  '(default: <output_dir>/tensorboard)'),
+    **RETRAIN_ONLY,
+}
+# Settings a resumed run may change: they do not alter what is trained or on which schedule.
+RESUME_MAY_CHANGE = ('resume', 'output_dir', 'data_dir', 'device', 'precision', 'channels_last', 'compile', 'threads',
+                     'log_frequency', 'logdir', 'patience', 'print_arch')
+
+RetrainConfig = dataclasses.make_dataclass(
+    'RetrainConfig', [(name, opt.type, dataclasses.field(default=opt.default)) for name, opt in OPTIONS.items()])
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def main(argv=None):
+    try:
+        cfg, given = resolve(argv)
+        return run(cfg, given)
+    except ConfigError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        return 2
+
+
+def resolve(argv=None):
+    """The config (paper defaults < flags) and the names of the flags given explicitly."""
+    args = vars(config.build_parser(__doc__.split('\n')[0], OPTIONS).parse_args(argv))
+    args = {name: config.check_value(name, value, f'--{name}', OPTIONS) for name, value in args.items()}
+    return RetrainConfig(**args), set(args)
+
+
+def run(cfg, given=()):
+    setup_start = time.perf_counter()
+    checkpoint = None
+    if cfg.resume:
+        checkpoint, cfg = resumed_config(cfg, given)
+        arch = checkpoint['arch']
+    elif not cfg.arch:
+        raise ConfigError('--arch: which cell to train? an epoch_N.json of the DARTS search, another '
+                          'architecture file, or DARTS_V2 (see --help)')
+    else:
+        arch = load_arch(cfg.arch)
+    if cfg.print_arch:
+        return print_arch(arch, cfg)
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path('outputs') / time.strftime('retrain-%Y%m%d-%H%M%S')
+    if not cfg.resume and (output_dir / LAST_CHECKPOINT).exists():
+        raise ConfigError(f'--output_dir {output_dir} already holds a run ({LAST_CHECKPOINT}); continue it with '
+                          f'--resume true, or choose another --output_dir')
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
+    if cfg.batch_size > len(data.train):
+        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    network = build_darts(arch, data.num_classes, cfg.width, cfg.num_cells, auxiliary=cfg.auxiliary_weight > 0,
+                          drop_path_prob=cfg.drop_path_prob)
+    model = prepare_model(network, device, cfg.channels_last, cfg.compile)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum, cfg.weight_decay,
+                                cfg.nesterov)
+    scaler = grad_scaler(amp_dtype, device)
+    train_loader = BatchLoader(data.train, cfg.batch_size, device, train=True, crop_padding=cfg.crop_padding,
+                               flip=cfg.flip, cutout=cfg.cutout, seed=cfg.seed, channels_last=cfg.channels_last)
+    val_loader, test_loader = (BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
+                               for split in (data.val, data.test))
+    state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=-1), epochs_since_best=0, history=[], train_time=0.0)
+    if checkpoint:
+        restore(checkpoint, network, optimizer, scaler, train_loader)
+        state = checkpoint['state']
+    atomic_write_json(arch, output_dir / 'arch.json')
+    log(describe(arch))
+    log(f'DARTS network of {cfg.num_cells} cells, width {cfg.width}: {format_count(count_parameters(network))} '
+        f'parameters without the auxiliary head | {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / '
+        f'{len(data.test)} test images | device {device}, autocast {amp_dtype} | output {output_dir}')
+
+    steps_per_epoch = len(train_loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+
+    def schedule(step):
+        return lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr, warmup_steps)
+
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    model_forward = auxiliary_forward(loss_fn, cfg.auxiliary_weight) if cfg.auxiliary_weight > 0 else None
+    reporter = Reporter(output_dir, cfg.logdir or output_dir / 'tensorboard')
+    stopped_early = None
+    first_epoch = state['epoch']
+    log(f'setup took {time.perf_counter() - setup_start:.1f}s; '
+        + (f'resuming at epoch {first_epoch + 1}' if checkpoint else 'training')
+        + f' of {cfg.epochs} epochs of {steps_per_epoch} steps')
+    for epoch in range(first_epoch, cfg.epochs):
+        if cfg.patience and state['epochs_since_best'] >= cfg.patience:
+            stopped_early = f'no better validation accuracy in {cfg.patience} epochs (--patience)'
+            break
+        network.set_drop_path_prob(cfg.drop_path_prob * epoch / cfg.epochs)
+        try:
+            stats = train_epoch(model, train_loader, optimizer, loss_fn, schedule, epoch * steps_per_epoch, epoch,
+                                amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency, log, model_forward)
+        except Diverged as reason:
+            stopped_early = str(reason)
+            break
+        val = evaluate(model, val_loader, data.num_classes, amp_dtype)
+        metrics = {'default': val.accuracy, 'val_acc': val.accuracy, 'val_loss': val.loss,
+                   'train_loss': stats.train_loss, 'train_acc': stats.train_acc, 'lr': stats.lr,
+                   'drop_path_prob': cfg.drop_path_prob * epoch / cfg.epochs, 'epoch_time': stats.epoch_time,
+                   'epoch': epoch}
+        reporter.intermediate(metrics)
+        state['history'].append(metrics)
+        state['train_time'] += stats.epoch_time
+        state['epoch'] = epoch + 1
+        if val.accuracy > state['best']['val_acc']:
+            state['best'] = dict(val_acc=val.accuracy, epoch=epoch)
+            state['epochs_since_best'] = 0
+            atomic_save({'model': network.state_dict(), 'epoch': epoch, 'val_acc': val.accuracy, 'arch': arch,
+                         'config': dataclasses.asdict(cfg)}, output_dir / BEST_CHECKPOINT)
+        else:
+            state['epochs_since_best'] += 1
+        # Written after best.pt, so that a run killed in between resumes knowing its best epoch.
+        save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, optimizer, scaler, train_loader)
+        remaining = (cfg.epochs - state['epoch']) * state['train_time'] / state['epoch']
+        log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
+            f'val loss {val.loss:.4f} acc {val.accuracy:.2f}% (best {state["best"]["val_acc"]:.2f}% at epoch '
+            f'{state["best"]["epoch"] + 1}) | lr {stats.lr:.4g} | {stats.epoch_time:.1f}s, '
+            f'{stats.images_per_s:.0f} img/s, ETA {format_duration(remaining)}')
+    if stopped_early:
+        log(f'stopped early: {stopped_early}')
+    final, per_class = test_best_epoch(model, output_dir / BEST_CHECKPOINT, state['best'], test_loader, data,
+                                       amp_dtype, state['train_time'], state['epoch'])
+    details = {'per_class_test_acc': per_class, 'stopped_early': stopped_early, 'history': state['history'],
+               'parameters': count_parameters(network), 'arch': arch, 'config': dataclasses.asdict(cfg)}
+    reporter.final(final, details)
+    log(f'wrote {output_dir / "metrics.json"}')
+    return 0
+
+
+def auxiliary_forward(loss_fn, weight):
+    """In training the DARTS network also returns the auxiliary head's logits (attached at 2/3 of
+    the depth); their loss, weighted, is added to the main one (DARTS cnn/train.py)."""
+    def forward(model, images, labels):
+        logits, auxiliary_logits = model(images)
+        return loss_fn(logits, labels) + weight * loss_fn(auxiliary_logits, labels), logits
+    return forward
+
+
+def print_arch(arch, cfg):
+    network = build_darts(arch, width=cfg.width, num_cells=cfg.num_cells, auxiliary=True)
+    log(describe(arch))
+    log(f'{cfg.num_cells} cells, width {cfg.width}: {format_count(count_parameters(network))} parameters without '
+        f'the auxiliary head ({format_count(count_parameters(network, without_auxiliary=False))} with it, '
+        f'used in training only)')
+    return 0
+
+
+def save_checkpoint(path, cfg, arch, state, network, optimizer, scaler, train_loader):
+    """Everything that decides the next epoch, so that a resumed run continues as if never stopped:
+    weights, optimizer moments, loss scale, the random streams of augmentation and drop path."""
+    atomic_save({'config': dataclasses.asdict(cfg), 'arch': arch, 'state': state, 'model': network.state_dict(),
+                 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict() if scaler else None,
+                 'loader_rng': train_loader.generator.get_state(), 'torch_rng': torch.get_rng_state(),
+                 'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path)
+
+
+def restore(checkpoint, network, optimizer, scaler, train_loader):
+    network.load_state_dict(checkpoint['model'])
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    if scaler is not None and checkpoint['scaler'] is not None:
+        scaler.load_state_dict(checkpoint['scaler'])
+    train_loader.generator.set_state(checkpoint['loader_rng'])
+    torch.set_rng_state(checkpoint['torch_rng'])
+    if checkpoint['cuda_rng'] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint['cuda_rng'])
+
+
+def resumed_config(cfg, given):
+    """The checkpoint and the config of the run in --output_dir. Flags given now may change only how
+    it runs (RESUME_MAY_CHANGE); anything else would change the schedule, and is refused."""
+    if not cfg.output_dir:
+        raise ConfigError('--resume: name the run to continue with --output_dir DIR')
+    path = Path(cfg.output_dir) / LAST_CHECKPOINT
+    if not path.exists():
+        raise ConfigError(f'--resume: {path} does not exist, so there is no run to continue in {cfg.output_dir}')
+    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    saved = checkpoint['config']
+    for name in sorted(given):
+        if name in RESUME_MAY_CHANGE:
+            continue
+        same = load_arch(cfg.arch) == checkpoint['arch'] if name == 'arch' else getattr(cfg, name) == saved[name]
+        if not same:
+            raise ConfigError(f'--{name} {getattr(cfg, name)!r}: the run in {cfg.output_dir} was started with '
+                              f'{saved[name]!r}; a resumed run keeps what it trains and its schedule (only '
+                              f'{", ".join(n for n in RESUME_MAY_CHANGE if n != "resume")} may change)')
+    values = {**saved, **{name: getattr(cfg, name) for name in given if name in RESUME_MAY_CHANGE}}
+    return checkpoint, RetrainConfig(**{name: values[name] for name in OPTIONS})
+
+
+def format_count(count):
+    return f'{count / 1e6:.2f}M' if count >= 100_000 else f'{count / 1e3:.1f}k'
+
+
+def format_duration(seconds):
+    if not math.isfinite(seconds):
+        return '?'
+    hours, rest = divmod(int(seconds), 3600)
+    return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
