@@ -367,12 +367,16 @@ def plot_metric_per_trial(experiment, plt, path):
         best = trial.metric if best is None or experiment.better(trial.metric, best) else best
         best_so_far.append(best)
     ax.step([t.number for t in scored], best_so_far, where='post', color='tab:red', label='best so far')
+    unscored = [t.number for t in experiment.trials if not is_number(t.metric)]
+    if unscored:  # failed, stopped early or still running: marked on the axis
+        ax.plot(unscored, [0.02] * len(unscored), 'x', color='tab:gray', transform=ax.get_xaxis_transform(),
+                label='no final result', clip_on=False)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel('trial number')
     ax.set_ylabel('final metric (default)')
     ax.set_title(f'Experiment {experiment.id}: final metric per trial')
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1))  # outside: points may sit anywhere
     save_figure(fig, path)
     plt.close(fig)
 
@@ -414,6 +418,9 @@ def plot_parameters(experiment, plt, path):
             ax.scatter(values, [m for _, m in points])
             if kind in ('loguniform', 'qloguniform'):
                 ax.set_xscale('log')
+                ax.xaxis.set_major_locator(plt.LogLocator(subs=(1, 2, 5)))
+                ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f'{value:g}'))
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())
         else:  # a choice, in the search space's order: evenly spaced, whatever the values
             categories = [str(c.get('_name', c)) if isinstance(c, dict) else str(c)
                           for c in space.get(name, {}).get('_value', [])] if kind == 'choice' else []
