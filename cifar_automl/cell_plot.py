@@ -1,0 +1,98 @@
+"""Draw a DARTS architecture (NNI 3.0's exported dict) as one PNG: the normal cell beside the
+reduction cell.
+
+Each cell has two inputs, 0: c_{k-2} and 1: c_{k-1} (the outputs of the two previous cells),
+four nodes 2..5, each the sum of two edges labelled with their op, and the output c_{k}, the
+concatenation of the four nodes. The numbers are those of the JSON keys (`normal/op_3_1` is the
+op of node 3's second edge), so that the drawing and the file read side by side.
+"""
+import os
+import matplotlib
+
+matplotlib.use('Agg')  # files only: no display on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import FancyArrowPatch  # noqa: E402
+from matplotlib.path import Path  # noqa: E402
+
+CELL_TYPES = ('normal', 'reduce')
+NODES = (2, 3, 4, 5)  # 0 and 1 are the cell's inputs
+INPUT_NAMES = ('c_{k-2}', 'c_{k-1}')
+
+# Colours of the node kinds, as in the DARTS paper's figures.
+INPUT_COLOUR, NODE_COLOUR, OUTPUT_COLOUR = '#a6d96a', '#abd9e9', '#fdae61'
+
+
+def cell_edges(arch, cell):
+    """[(from_node, to_node, op)] of one cell: two edges into each of the nodes 2..5."""
+    edges = []
+    for node in NODES:
+        for edge in (0, 1):
+            source = arch[f'{cell}/input_{node}_{edge}']
+            source = source[0] if isinstance(source, (list, tuple)) else source
+            edges.append((int(source), node, arch[f'{cell}/op_{node}_{edge}']))
+    return edges
+
+
+# Every node sits on one line, left to right in the order the cell computes them: the inputs,
+# the four nodes, then the output. Each edge is an arc above the line whose height grows with
+# its span, so that no two arcs share a label position (the DARTS code draws the same graph
+# with graphviz, which this repository does not need).
+POSITIONS = {0: 0.0, 1: 1.4, 2: 2.6, 3: 3.8, 4: 5.0, 5: 6.2, 'out': 7.6}
+ARC_HEIGHT = 0.36  # per unit of span
+CONCAT_DEPTH = 0.2
+
+
+def node_label(node):
+    if node == 'out':
+        return '$c_{k}$'
+    if node in (0, 1):
+        return f'{node}: ${INPUT_NAMES[node]}$'
+    return str(node)
+
+
+def arc(x0, x1, height, points=40):
+    """Half an ellipse from (x0, 0) to (x1, 0) reaching `height` (negative: below the line)."""
+    t = np.linspace(0, np.pi, points)
+    return np.column_stack([x0 + (x1 - x0) * (1 - np.cos(t)) / 2, height * np.sin(t)])
+
+
+def draw_arc(ax, x0, x1, height, colour):
+    arrow = FancyArrowPatch(path=Path(arc(x0, x1, height)), arrowstyle='-|>', mutation_scale=11,
+                            shrinkA=12, shrinkB=12, color=colour, linewidth=1.1, zorder=1)
+    ax.add_patch(arrow)
+
+
+def draw_cell(ax, arch, cell, title):
+    for source, target, op in cell_edges(arch, cell):
+        x0, x1 = POSITIONS[source], POSITIONS[target]
+        height = ARC_HEIGHT * (x1 - x0)
+        draw_arc(ax, x0, x1, height, 'black')
+        ax.text((x0 + x1) / 2, height, op, ha='center', va='center', fontsize=8, zorder=2,
+                bbox=dict(boxstyle='round,pad=0.15', facecolor='white', edgecolor='none'))
+    for node in NODES:  # the output concatenates every node
+        x0 = POSITIONS[node]
+        draw_arc(ax, x0, POSITIONS['out'], -CONCAT_DEPTH * (POSITIONS['out'] - x0), '#999999')
+    for node, x in POSITIONS.items():
+        colour = INPUT_COLOUR if node in (0, 1) else OUTPUT_COLOUR if node == 'out' else NODE_COLOUR
+        ax.text(x, 0, node_label(node), ha='center', va='center', fontsize=11, zorder=3,
+                bbox=dict(boxstyle='round,pad=0.4', facecolor=colour, edgecolor='black'))
+    ax.set_title(title, fontsize=12)
+    ax.set_xlim(-0.6, POSITIONS['out'] + 0.6)
+    ax.set_ylim(-CONCAT_DEPTH * (POSITIONS['out'] - POSITIONS[2]) - 0.3, ARC_HEIGHT * POSITIONS[5] + 0.4)
+    ax.axis('off')
+
+
+def plot_cells(arch, path, title=''):
+    """Write the normal and the reduction cell of `arch` side by side to the PNG `path`."""
+    fig, axes = plt.subplots(1, 2, figsize=(16, 4.6))
+    for ax, cell in zip(axes, CELL_TYPES):
+        draw_cell(ax, arch, cell, f'{cell} cell')
+    if title:
+        fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    # Written beside the target and renamed over it, so that a viewer never opens half a PNG.
+    partial = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.partial')
+    fig.savefig(partial, dpi=90, format='png')
+    plt.close(fig)
+    os.replace(partial, path)

@@ -1,0 +1,505 @@
+"""DARTS cell search (Liu et al. 2019, "DARTS: Differentiable Architecture Search",
+https://arxiv.org/abs/1806.09055) with NNI 3.0: `python nas/search_darts.py`.
+
+NNI does the search: its DARTS space (`nni.nas.hub.pytorch.DARTS`), its one-shot strategies
+(`nni.nas.strategy.DARTS`, first order, or `GumbelDARTS`), its Lightning evaluator and
+`nni.nas.experiment.NasExperiment`. This module adds what a day-long search needs: the
+paper's hyperparameters as flags, the training images on the device split 1:1 between the
+weights and the architecture, the architecture exported, drawn and checkpointed every epoch,
+progress on the terminal, TensorBoard scalars, and `--resume`.
+
+Every epoch N (from 0) writes to --output_dir:
+    epoch_N.json        the architecture, NNI's exported dict (what retrain/retrain.py --arch reads)
+    epoch_N.png         its normal and reduction cells
+    epoch_N_probs.json  the softmax of the architecture weights of every edge
+    checkpoint.ckpt     supernet, architecture weights, both optimizers, schedule, epoch (--resume)
+and at the end final.json and final.png (NNI's `export_top_models`, the same cell as the last epoch's).
+"""
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import config
+from .augment import BatchLoader
+from .config import ConfigError, Option
+from .data import Split, balanced_split, load_dataset
+from .files import atomic_write_json
+from .training import autocast_dtype, lr_at, select_device
+
+# ============================================================ Config
+# The DARTS paper's CIFAR-10 search (section 3.3 and its cnn/train_search.py) is the default.
+# Options shared with the trial keep the trial's names and meanings.
+_TRIAL = config.OPTIONS
+OPTIONS = {
+    'dataset': _TRIAL['dataset'],
+    'data_dir': _TRIAL['data_dir'],
+    'subset': Option(0, 'use only this many training images (0: all, 50000 for cifar10), split 1:1 between '
+                        'the weights and the architecture', low=0),
+    'width': Option(16, 'channels of the first cells (doubled at each reduction cell)', low=1, high=1024),
+    'num_cells': Option(8, 'cells of the supernet; reduction cells at 1/3 and 2/3 of the depth', low=3, high=100),
+    'strategy': Option('darts', 'NNI one-shot strategy: darts (first-order DARTS) or gumbel (GumbelDARTS)',
+                       choices=('darts', 'gumbel')),
+    'epochs': Option(50, 'search epochs', low=1, high=100000),
+    'batch_size': Option(64, 'batch size of the weights step and of the architecture step', low=1, high=65536),
+    # weights
+    'initial_lr': Option(0.025, 'weights SGD learning rate at the start of the cosine', low=1e-7, high=10.0),
+    'ending_lr': Option(0.001, 'weights learning rate the cosine ends at, on the last step', low=0.0, high=10.0),
+    'momentum': Option(0.9, 'weights SGD momentum', low=0.0, high=0.9999),
+    'weight_decay': Option(3e-4, 'weights L2 weight decay', low=0.0, high=1.0),
+    'grad_clip': Option(5.0, 'clip the weights\' gradient norm to this value; 0 means no clipping', low=0.0),
+    # architecture
+    'arch_lr': Option(3e-4, 'architecture Adam learning rate', low=1e-7, high=10.0),
+    'arch_beta1': Option(0.5, 'architecture Adam beta1', low=0.0, high=0.9999),
+    'arch_beta2': Option(0.999, 'architecture Adam beta2', low=0.0, high=0.9999),
+    'arch_weight_decay': Option(1e-3, 'architecture Adam weight decay', low=0.0, high=1.0),
+    # augmentation (the paper's search crops and flips both halves)
+    'crop_padding': _TRIAL['crop_padding'],
+    'flip': _TRIAL['flip'],
+    # speed
+    'device': _TRIAL['device'],
+    'precision': _TRIAL['precision'],
+    'channels_last': _TRIAL['channels_last'],
+    'threads': _TRIAL['threads'],
+    # run control
+    'seed': _TRIAL['seed'],
+    'log_frequency': Option(20, 'print progress every this many steps (0: only per epoch)', low=0),
+    'output_dir': Option('', 'where the per-epoch architectures, drawings, TensorBoard logs and the checkpoint go '
+                             '(default: outputs/darts-<time>)'),
+    'resume': Option(False, 'continue the search in --output_dir from its last checkpoint'),
+}
+
+# What a resumed search must share with the one it continues: the supernet, the data and the
+# schedule are built from these, so a different value cannot load the checkpoint or would
+# silently change the search. The other options (device, threads, ...) may change.
+SEARCH_DEFINING = ('dataset', 'subset', 'width', 'num_cells', 'strategy', 'epochs', 'batch_size', 'initial_lr',
+                   'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr', 'arch_beta1', 'arch_beta2',
+                   'arch_weight_decay', 'crop_padding', 'flip', 'seed')
+
+SearchConfig = dataclasses.make_dataclass(
+    'SearchConfig', [(name, opt.type, dataclasses.field(default=opt.default)) for name, opt in OPTIONS.items()])
+
+CONFIG_FILE = 'search_config.json'
+CHECKPOINT_FILE = 'checkpoint.ckpt'
+FINAL_NAME = 'final'
+GUMBEL_TEMPERATURE = (1.0, 0.33)  # NNI's GumbelDARTS default: linear from 1.0 to 0.33 over the search
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def resolve(argv=None):
+    """Defaults < (with --resume) the resumed search's config < flags. Raises ConfigError."""
+    given = vars(build_parser().parse_args(argv))
+    for name, value in given.items():
+        given[name] = config.check_value(name, value, f'--{name}', OPTIONS)
+    values = {name: opt.default for name, opt in OPTIONS.items()}
+    if given.get('resume'):
+        if not given.get('output_dir'):
+            raise ConfigError('--resume needs --output_dir: the directory of the search to continue')
+        output_dir = Path(given['output_dir'])
+        for needed in (CONFIG_FILE, CHECKPOINT_FILE):
+            if not (output_dir / needed).is_file():
+                raise ConfigError(f'--resume: {output_dir / needed} is missing; no search to continue in {output_dir}')
+        saved = json.loads((output_dir / CONFIG_FILE).read_text())
+        for name in SEARCH_DEFINING:
+            if name in given and given[name] != saved[name]:
+                raise ConfigError(f'--resume: --{name} {given[name]!r} differs from the search being resumed '
+                                  f'({saved[name]!r} in {output_dir / CONFIG_FILE}); leave it out to continue')
+        values.update({name: saved[name] for name in OPTIONS if name in saved})
+    values.update(given)
+    cfg = SearchConfig(**values)
+    if cfg.ending_lr > cfg.initial_lr:
+        raise ConfigError(f'--ending_lr {cfg.ending_lr} exceeds --initial_lr {cfg.initial_lr}: the cosine decays')
+    return cfg
+
+
+def build_parser():
+    flags = {name: opt for name, opt in OPTIONS.items() if name != 'resume'}
+    parser = config.build_parser(__doc__.split('\n')[0], flags)
+    # A plain switch, as users type it after a crash.
+    parser.add_argument('--resume', action='store_true', default=argparse.SUPPRESS, help=OPTIONS['resume'].help)
+    return parser
+
+
+def default_output_dir():
+    return Path('outputs') / time.strftime('darts-%Y%m%d-%H%M%S')
+
+
+# ============================================================ Data
+
+def search_splits(cfg):
+    """(weights half, architecture half) of the training images, class-balanced and seeded.
+    The DARTS paper searches on the 50000 CIFAR-10 training images split 25000/25000; the
+    test images are never seen. The trial's validation split is merged back in for that."""
+    data = load_dataset(cfg.dataset, cfg.data_dir, val_size=-1, subset=0, seed=cfg.seed)
+    images = Split(torch.cat([data.train.images, data.val.images]), torch.cat([data.train.labels, data.val.labels]))
+    if cfg.subset:
+        if cfg.subset > len(images):
+            raise ConfigError(f'--subset {cfg.subset} exceeds the {len(images)} training images of {cfg.dataset}')
+        images, _ = balanced_split(images, len(images) - cfg.subset, data.num_classes, cfg.seed + 1, source='--subset')
+    weights, arch = balanced_split(images, len(images) // 2, data.num_classes, cfg.seed, source='--subset')
+    if len(arch) < cfg.batch_size:
+        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(arch)} images of each half of the '
+                          f'{len(images)} training images: lower --batch_size or raise --subset')
+    return weights, arch, data.num_classes
+
+
+def use_channels_last(cfg, device):
+    """Only on GPUs: on CPU, torch 2.14's bf16 backward of a channels-last depthwise 5x5 conv with
+    dilation 2 (DARTS's dil_conv_5x5) returns non-finite weight gradients, and the search diverges."""
+    return cfg.channels_last and device.type == 'cuda'
+
+
+def search_loaders(cfg, device):
+    weights, arch, num_classes = search_splits(cfg)
+    augmentation = dict(crop_padding=cfg.crop_padding, flip=cfg.flip, channels_last=use_channels_last(cfg, device))
+    weights_loader = BatchLoader(weights, cfg.batch_size, device, train=True, seed=cfg.seed, **augmentation)
+    arch_loader = BatchLoader(arch, cfg.batch_size, device, train=True, seed=cfg.seed + 1, **augmentation)
+    return weights_loader, arch_loader, num_classes
+
+
+# ============================================================ NNI, quietened
+
+def import_nni():
+    """NNI's import warns that some torch classes are "not a nn.Module": harmless noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        import nni.nas.evaluator.pytorch  # noqa: F401
+        import nni.nas.experiment  # noqa: F401
+        import nni.nas.hub.pytorch  # noqa: F401
+        import nni.nas.strategy  # noqa: F401
+
+
+def quiet_nni_and_lightning():
+    """Keep the terminal for progress: NNI logs every exported node's sorted weights (lines of
+    thousands of characters) at every export and warns about settings a one-shot search ignores;
+    Lightning announces accelerators and deprecations that are not the user's to fix."""
+    logging.getLogger('nni.nas.oneshot.pytorch.supermodule.differentiable').setLevel(logging.WARNING)
+    # "`training_service` will be ignored for sequential execution engine", on every config copy.
+    logging.getLogger('nni.nas.experiment.config.experiment').setLevel(logging.ERROR)
+    # "Checkpoint callback is found to be None": this module checkpoints itself (SearchMonitor).
+    logging.getLogger('nni.nas.oneshot.pytorch.strategy').setLevel(logging.ERROR)
+    # "Validation dataloaders are missing. Safe to ignore ... when using one-shot strategy."
+    logging.getLogger('nni.nas.evaluator.pytorch.lightning').setLevel(logging.ERROR)
+    # NNI's "Checkpoint saved to", "Experiment initialized", ...: its log file keeps them.
+    logging.getLogger('nni.nas.experiment.experiment').setLevel(logging.WARNING)
+    # Lightning sets its loggers to INFO on import, hence this runs after importing NNI.
+    for name in ('pytorch_lightning', 'lightning_fabric'):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings('ignore', message='.*isinstance\\(treespec, LeafSpec\\).*')
+    warnings.filterwarnings('ignore', message='.*does not have many workers.*')
+    warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
+
+
+# ============================================================ The search, as NNI Lightning modules
+
+class EpochStats:
+    """Loss and accuracy sums of one kind of step over an epoch, kept on the device (reading
+    them syncs a GPU, so that happens only where they are printed)."""
+
+    def __init__(self):
+        self.loss_sum = self.correct = None
+        self.seen = 0
+
+    def add(self, loss, logits, labels):
+        loss_sum = loss.detach().float() * len(labels)
+        correct = (logits.detach().argmax(1) == labels).sum()
+        self.loss_sum = loss_sum if self.loss_sum is None else self.loss_sum + loss_sum
+        self.correct = correct if self.correct is None else self.correct + correct
+        self.seen += len(labels)
+
+    def means(self):
+        """(mean loss, accuracy in percent)."""
+        if not self.seen:
+            return math.nan, math.nan
+        return self.loss_sum.item() / self.seen, 100 * self.correct.item() / self.seen
+
+
+def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
+    """NNI's Lightning classes are imported with NNI, so the subclasses are made here."""
+    from nni.nas.evaluator.pytorch import ClassificationModule
+    from nni.nas.oneshot.pytorch.differentiable import (DartsLightningModule, GumbelDartsLightningModule,
+                                                        LinearTemperatureScheduler)
+    from nni.nas.strategy import DARTS, GumbelDARTS
+
+    class SearchModule(ClassificationModule):
+        """NNI's ClassificationModule, with the DARTS paper's weights optimizer (SGD with momentum,
+        a per-step cosine from initial_lr to ending_lr; Classification only offers an optimizer class
+        called with lr and weight decay, and no schedule) and a record of both steps: NNI's DARTS calls
+        training_step twice per batch and both would log as 'train_loss'."""
+
+        def __init__(self):
+            super().__init__(learning_rate=cfg.initial_lr, weight_decay=cfg.weight_decay,
+                             optimizer=torch.optim.SGD, num_classes=num_classes)
+            self.stats = {'weights': EpochStats(), 'arch': EpochStats()}
+
+        def training_step(self, batch, batch_idx):
+            images, labels = batch
+            logits = self(images)
+            loss = self.criterion(logits, labels)
+            # NNI's DARTS passes the architecture half's batch with the index 2i (architecture
+            # step), then the weights half's with 2i + 1 (weights step).
+            kind = 'arch' if batch_idx % 2 == 0 else 'weights'
+            self.stats[kind].add(loss, logits, labels)
+            if kind == 'weights':  # what NNI's Classification logs, and reports as the search's final result
+                self.log('train_loss', loss)
+                self.log('train_acc', (logits.argmax(1) == labels).float().mean())
+            return loss
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=cfg.initial_lr, momentum=cfg.momentum,
+                                        weight_decay=cfg.weight_decay)
+            total_steps = cfg.epochs * steps_per_epoch
+            cosine = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr) / cfg.initial_lr)
+            return [optimizer], [{'scheduler': cosine, 'interval': 'step'}]
+
+        def on_fit_start(self):
+            if channels_last:
+                self.model.to(memory_format=torch.channels_last)
+
+    class ArchAdam:
+        """The architecture optimizer with every hyperparameter from the flags: NNI's
+        DartsLightningModule takes only its learning rate and fixes betas (0.5, 0.999) and weight
+        decay 1e-3. Its architecture parameters come in a set's order, which differs between
+        processes; a resumed Adam would give one edge another's moments, so they are ordered here."""
+
+        def arch_parameters(self):
+            unique = set(super().arch_parameters())
+            return [p for _, p in self.named_parameters() if p in unique]
+
+        def configure_architecture_optimizers(self):
+            return torch.optim.Adam(self.arch_parameters(), lr=cfg.arch_lr, betas=(cfg.arch_beta1, cfg.arch_beta2),
+                                    weight_decay=cfg.arch_weight_decay)
+
+        def log_probs(self, probs):
+            """NNI logs every edge's softmax every few steps to Lightning's logger;
+            SearchMonitor writes them to TensorBoard once per epoch instead."""
+
+    class DartsModule(ArchAdam, DartsLightningModule):
+        pass
+
+    class GumbelDartsModule(ArchAdam, GumbelDartsLightningModule):
+        pass
+
+    clip = cfg.grad_clip or None
+
+    class DartsStrategy(DARTS):
+        def configure_oneshot_module(self, training_module):
+            return DartsModule(training_module, gradient_clip_val=clip)
+
+    class GumbelDartsStrategy(GumbelDARTS):
+        def configure_oneshot_module(self, training_module):
+            return GumbelDartsModule(training_module, LinearTemperatureScheduler(*GUMBEL_TEMPERATURE),
+                                     gradient_clip_val=clip)
+
+    strategy = DartsStrategy() if cfg.strategy == 'darts' else GumbelDartsStrategy(temperature=GUMBEL_TEMPERATURE)
+    return SearchModule(), strategy
+
+
+# ============================================================ Every epoch: export, draw, log, checkpoint
+
+def edge_entropy(probs):
+    """Entropy (nats) of one edge's softmax. NNI leaves out the cell's zero op ('none') from
+    export_probs; its probability is what the others leave."""
+    values = list(probs.values())
+    values.append(max(0.0, 1.0 - sum(values)))
+    return -sum(p * math.log(p) for p in values if p > 0)
+
+
+def cell_summary(arch, cell):
+    """'2 <- sep_conv_3x3(0) sep_conv_3x3(1) | 3 <- ...' for the terminal, numbered as the JSON keys:
+    0 and 1 are the cell's inputs, 2..5 its nodes."""
+    from .cell_plot import NODES, cell_edges
+    edges = cell_edges(arch, cell)
+    return ' | '.join(f'{node} <- ' + ' '.join(f'{op}({source})' for source, target, op in edges if target == node)
+                      for node in NODES)
+
+
+def write_arch(arch, path):
+    """Pretty JSON with sorted keys, so that two epochs' files diff line by line."""
+    atomic_write_json(json.loads(json.dumps(arch, sort_keys=True)), path)
+
+
+def format_duration(seconds):
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
+
+
+def make_monitor(cfg, output_dir):
+    import pytorch_lightning as pl
+
+    from .cell_plot import plot_cells
+
+    class SearchMonitor(pl.Callback):
+        """Progress on the terminal; every epoch the architecture as JSON and PNG, TensorBoard
+        scalars, then the checkpoint (last, so that a resumed search never skips an epoch's files)."""
+
+        def __init__(self):
+            self.writer = None
+            self.epoch_start = self.run_start = 0.0
+            self.first_epoch = 0
+
+        def on_train_start(self, trainer, pl_module):
+            from torch.utils.tensorboard import SummaryWriter
+            self.first_epoch = trainer.current_epoch
+            # A resumed search drops the TensorBoard points of the epochs it repeats.
+            self.writer = SummaryWriter(str(output_dir / 'tensorboard'), purge_step=self.first_epoch)
+            self.run_start = time.perf_counter()
+            if self.first_epoch:
+                log(f'resumed from {output_dir / CHECKPOINT_FILE}: continuing at epoch {self.first_epoch + 1}/'
+                    f'{cfg.epochs} (next file epoch_{self.first_epoch}.json)')
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            pl_module.training_module.stats = {'weights': EpochStats(), 'arch': EpochStats()}
+            self.epoch_start = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            step = batch_idx + 1
+            if not cfg.log_frequency or step % cfg.log_frequency:
+                return
+            steps = trainer.num_training_batches
+            stats = pl_module.training_module.stats
+            elapsed = time.perf_counter() - self.epoch_start
+            log(f'epoch {trainer.current_epoch + 1}/{cfg.epochs} step {step}/{steps} | '
+                f'{describe_stats(stats)} | lr {weights_lr(trainer):.4g} | {elapsed / step:.2f}s/step, '
+                f'epoch ETA {format_duration(elapsed / step * (steps - step))}')
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            epoch = trainer.current_epoch
+            epoch_time = time.perf_counter() - self.epoch_start
+            arch = pl_module.export()
+            probs = pl_module.export_probs()
+            write_arch(arch, output_dir / f'epoch_{epoch}.json')
+            atomic_write_json(probs, output_dir / f'epoch_{epoch}_probs.json')
+            plot_cells(arch, output_dir / f'epoch_{epoch}.png', f'epoch {epoch}')
+            stats = pl_module.training_module.stats
+            entropies = {edge: edge_entropy(p) for edge, p in probs.items()}
+            self.write_scalars(epoch, stats, probs, entropies, epoch_time, weights_lr(trainer))
+            done = epoch + 1 - self.first_epoch
+            eta = (time.perf_counter() - self.run_start) / done * (cfg.epochs - epoch - 1)
+            mean_entropy = sum(entropies.values()) / max(1, len(entropies))
+            log(f'epoch {epoch + 1}/{cfg.epochs} done in {format_duration(epoch_time)} | {describe_stats(stats)} | '
+                f'edge entropy {mean_entropy:.3f} | search ETA {format_duration(eta)}')
+            log(f'  normal {cell_summary(arch, "normal")}')
+            log(f'  reduce {cell_summary(arch, "reduce")}')
+            save_checkpoint(trainer, output_dir / CHECKPOINT_FILE)
+            log(f'  wrote {output_dir / f"epoch_{epoch}.json"} (.png, _probs.json) and {CHECKPOINT_FILE}')
+
+        def write_scalars(self, epoch, stats, probs, entropies, epoch_time, lr):
+            scalars = {'lr': lr, 'epoch_time': epoch_time,
+                       'entropy/mean': sum(entropies.values()) / max(1, len(entropies))}
+            for kind, record in stats.items():
+                loss, accuracy = record.means()
+                scalars[f'loss/{kind}'] = loss
+                scalars[f'accuracy/{kind}'] = accuracy
+            scalars.update({f'entropy/{edge}': value for edge, value in entropies.items()})
+            scalars.update({f'softmax/{edge}/{op}': p for edge, dist in probs.items() for op, p in dist.items()})
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, epoch)
+            self.writer.flush()
+
+        def on_train_end(self, trainer, pl_module):
+            self.writer.close()
+
+    return SearchMonitor()
+
+
+def describe_stats(stats):
+    weights_loss, weights_acc = stats['weights'].means()
+    arch_loss, arch_acc = stats['arch'].means()
+    return (f'weights loss {weights_loss:.4f} acc {weights_acc:.1f}% | '
+            f'arch loss {arch_loss:.4f} acc {arch_acc:.1f}%')
+
+
+def weights_lr(trainer):
+    weights = [opt for opt in trainer.optimizers if not getattr(opt, 'is_arch_optimizer', False)]
+    return weights[0].param_groups[0]['lr']
+
+
+def save_checkpoint(trainer, path):
+    """Lightning's checkpoint of the whole one-shot module, renamed over the last one only
+    once complete: a search killed while writing keeps its previous checkpoint."""
+    partial = path.with_name(f'.{path.name}.partial')
+    trainer.save_checkpoint(str(partial), weights_only=False)
+    os.replace(partial, path)
+
+
+# ============================================================ Run
+
+def lightning_precision(cfg, device):
+    """The trial's --precision choice in Lightning's words (mixed precision keeps fp32 weights)."""
+    dtype = autocast_dtype(cfg.precision, device)
+    return {None: '32-true', torch.bfloat16: 'bf16-mixed', torch.float16: '16-mixed'}[dtype]
+
+
+def main(argv=None):
+    try:
+        cfg = resolve(argv)
+        return run(cfg)
+    except ConfigError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted; continue with --resume --output_dir DIR (at most one epoch is lost)',
+              file=sys.stderr, flush=True)
+        return 130
+
+
+def run(cfg):
+    setup_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    weights_loader, arch_loader, num_classes = search_loaders(cfg, device)
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        atomic_write_json(dataclasses.asdict(cfg) | {'output_dir': str(output_dir)}, output_dir / CONFIG_FILE)
+
+    import_nni()
+    quiet_nni_and_lightning()
+    from nni.nas.evaluator.pytorch import Lightning, Trainer
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.hub.pytorch import DARTS
+
+    space = DARTS(width=cfg.width, num_cells=cfg.num_cells, dataset='cifar')
+    search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device))
+    precision = lightning_precision(cfg, device)
+    trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu', devices=1,
+                      precision=precision, callbacks=[make_monitor(cfg, output_dir)], logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=str(output_dir))
+    fit_kwargs = {'ckpt_path': str(output_dir / CHECKPOINT_FILE)} if cfg.resume else {}
+    evaluator = Lightning(search_module, trainer, train_dataloaders=weights_loader, val_dataloaders=arch_loader,
+                          fit_kwargs=fit_kwargs)
+    experiment = NasExperiment(space, evaluator, strategy)
+    # NNI's experiment log and its own checkpoint go beside the search's files, not to ~/nni-experiments.
+    experiment.config.experiment_working_directory = str(output_dir / 'nni')
+    log(f'DARTS search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
+        f'{len(arch_loader.labels)} for the architecture, batch {cfg.batch_size} ({len(weights_loader)} steps per '
+        f'epoch); {cfg.num_cells} cells of width {cfg.width}; device {device}, precision {precision}, '
+        f'{torch.get_num_threads()} threads; output {output_dir}; setup {time.perf_counter() - setup_start:.1f}s')
+    search_start = time.perf_counter()
+    experiment.run()
+    arch = experiment.export_top_models(formatter='dict')[0]
+    write_arch(arch, output_dir / f'{FINAL_NAME}.json')
+    from .cell_plot import plot_cells
+    plot_cells(arch, output_dir / f'{FINAL_NAME}.png', 'final')
+    log(f'search done in {format_duration(time.perf_counter() - search_start)}; '
+        f'architecture {output_dir / f"{FINAL_NAME}.json"}: retrain it with '
+        f'python retrain/retrain.py --arch {output_dir / f"{FINAL_NAME}.json"}')
+    return 0
