@@ -418,7 +418,8 @@ def plot_parameters(experiment, plt, path):
             ax.scatter(values, [m for _, m in points])
             if kind in ('loguniform', 'qloguniform'):
                 ax.set_xscale('log')
-                ax.xaxis.set_major_locator(plt.LogLocator(subs=(1, 2, 5)))
+                decades = math.log10(max(values) / min(values)) if min(values) > 0 else 0
+                ax.xaxis.set_major_locator(plt.LogLocator(subs=(1, 2, 5) if decades < 1.5 else (1,)))
                 ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f'{value:g}'))
                 ax.xaxis.set_minor_formatter(plt.NullFormatter())
         else:  # a choice, in the search space's order: evenly spaced, whatever the values

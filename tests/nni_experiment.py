@@ -32,12 +32,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def isolated_config(config_path, working_directory, destination):
+def isolated_config(config_path, working_directory, destination, **overrides):
     """The config as NNI's own classes read it (paths made absolute against the config's folder),
-    with the experiment's files redirected to `working_directory`. JSON is YAML."""
+    with the experiment's files redirected to `working_directory` and any `overrides` of
+    ExperimentConfig fields (max_trial_number=3). JSON is YAML."""
     from nni.experiment.config import ExperimentConfig
     config = ExperimentConfig.load(str(config_path))
     config.experiment_working_directory = str(working_directory)
+    for name, value in overrides.items():
+        if not hasattr(config, name):
+            raise AttributeError(f'ExperimentConfig has no field {name!r}')
+        setattr(config, name, value)
     Path(destination).write_text(json.dumps(config.json(), indent=2))
     return destination
 
@@ -66,9 +71,9 @@ class Experiment:
     def nnictl(self, *args, timeout=120):
         return subprocess.run(NNICTL + list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
 
-    def start(self, config_path):
+    def start(self, config_path, **overrides):
         self.home.mkdir(parents=True, exist_ok=True)
-        config = isolated_config(config_path, self.working_directory, self.root / 'config.yml')
+        config = isolated_config(config_path, self.working_directory, self.root / 'config.yml', **overrides)
         self.port = free_port()
         result = self.nnictl('create', '--config', str(config), '--port', str(self.port))
         match = re.search(r'Experiment ID: (?:\x1b\[[0-9;]*m)*(\w+)', result.stdout)
@@ -123,12 +128,12 @@ class Experiment:
 
 
 @contextlib.contextmanager
-def nni_experiment(config_path, root):
+def nni_experiment(config_path, root, **overrides):
     """Start an experiment from `config_path` under `root`; stop it by id on the way out, whatever
     happened, and fail if any of its processes had to be killed."""
     experiment = Experiment(root)
     try:
-        experiment.start(config_path)
+        experiment.start(config_path, **overrides)
         yield experiment
     finally:
         stuck = experiment.stop()
