@@ -146,13 +146,17 @@ def test_shipped_search_space_and_config_fit_the_trial():
 
 @pytest.mark.slow
 def test_darts_retrain_experiment_runs_its_trials_under_nni(tmp_path):
-    """The shipped config through nnictl, on digits so that it takes a few minutes on CPU."""
+    """The shipped config through nnictl, shrunk to digits and tiny nets so that it takes minutes on CPU."""
     from nni_experiment import nni_experiment
-    command = ('python3 trial/main.py --model darts:DARTS_V2 --dataset digits --epochs 1 --subset 256 '
-               '--batch_size 32 --log_frequency 0')
-    with nni_experiment(REPO / 'nni_configs' / 'darts_retrain.yml', tmp_path, trial_command=command,
-                        max_trial_number=2, search_space={'width': {'_type': 'choice', '_value': [4, 8]},
-                                                          'num_cells': {'_type': 'choice', '_value': [3]}}) as run:
-        assert run.wait(timeout=900) == 'DONE'
-        jobs = run.api('trial-jobs')
+    space = tmp_path / 'space.json'
+    space.write_text(json.dumps({'width': {'_type': 'choice', '_value': [4, 8]},
+                                 'num_cells': {'_type': 'choice', '_value': [3]}}))
+    command = ('python3 trial/main.py --model darts:DARTS_V2 --dataset digits --epochs 2 --subset 256 '
+               '--batch_size 32 --log_frequency 0 --threads 1')
+    with nni_experiment(REPO / 'nni_configs' / 'darts_retrain.yml', tmp_path / 'nni', trial_command=command,
+                        search_space_file=str(space), max_trial_number=2) as experiment:
+        assert experiment.wait(timeout=900)['status'] == 'DONE'
+        jobs = experiment.api('trial-jobs')
+        metrics = experiment.api('metric-data')
     assert len(jobs) == 2 and all(job['status'] == 'SUCCEEDED' for job in jobs)
+    assert sum(m['type'] == 'PERIODICAL' for m in metrics) == 4 and sum(m['type'] == 'FINAL' for m in metrics) == 2
