@@ -11,7 +11,7 @@ progress on the terminal, TensorBoard scalars, and `--resume`.
 Every epoch N (from 0) writes to --output_dir:
     epoch_N.json        the architecture, NNI's exported dict (what retrain/retrain.py --arch reads)
     epoch_N.png         its normal and reduction cells
-    epoch_N_probs.json  the softmax of the architecture weights of every edge
+    epoch_N_probs.json  the softmax of every edge's architecture weights
     checkpoint.ckpt     supernet, architecture weights, both optimizers, schedule, epoch (--resume)
 and at the end final.json and final.png (NNI's `export_top_models`, the same cell as the last epoch's).
 """
@@ -140,17 +140,19 @@ def default_output_dir():
 def search_splits(cfg):
     """(weights half, architecture half) of the training images, class-balanced and seeded.
     The DARTS paper searches on the 50000 CIFAR-10 training images split 25000/25000; the
-    test images are never seen. The trial's validation split is merged back in for that."""
-    data = load_dataset(cfg.dataset, cfg.data_dir, val_size=-1, subset=0, seed=cfg.seed)
+    test images are never seen. The trial's validation split is merged back in for that (its size,
+    1, matters only to a small CIFAR-format directory, which 5000 would not fit)."""
+    data = load_dataset(cfg.dataset, cfg.data_dir, val_size=1, subset=0, seed=cfg.seed)
     images = Split(torch.cat([data.train.images, data.val.images]), torch.cat([data.train.labels, data.val.labels]))
-    if cfg.subset:
-        if cfg.subset > len(images):
-            raise ConfigError(f'--subset {cfg.subset} exceeds the {len(images)} training images of {cfg.dataset}')
-        images, _ = balanced_split(images, len(images) - cfg.subset, data.num_classes, cfg.seed + 1, source='--subset')
+    if cfg.subset > len(images):
+        raise ConfigError(f'--subset {cfg.subset} exceeds the {len(images)} training images of {cfg.dataset}')
+    if 0 < cfg.subset < len(images):
+        # The subset is the class-balanced part balanced_split holds out, so it has exactly N images.
+        _, images = balanced_split(images, cfg.subset, data.num_classes, cfg.seed + 1, source='--subset')
     weights, arch = balanced_split(images, len(images) // 2, data.num_classes, cfg.seed, source='--subset')
-    if len(arch) < cfg.batch_size:
-        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(arch)} images of each half of the '
-                          f'{len(images)} training images: lower --batch_size or raise --subset')
+    if min(len(weights), len(arch)) < cfg.batch_size:
+        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {min(len(weights), len(arch))} images of a half '
+                          f'of the {len(images)} training images: lower --batch_size or raise --subset')
     return weights, arch, data.num_classes
 
 
@@ -309,12 +311,22 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
 
 # ============================================================ Every epoch: export, draw, log, checkpoint
 
-def edge_entropy(probs):
-    """Entropy (nats) of one edge's softmax. NNI leaves out the cell's zero op ('none') from
-    export_probs; its probability is what the others leave."""
-    values = list(probs.values())
-    values.append(max(0.0, 1.0 - sum(values)))
-    return -sum(p * math.log(p) for p in values if p > 0)
+def edge_softmax(oneshot_module):
+    """{edge: {op: probability}}: the softmax of each edge's architecture weights, the cell's zero
+    op included as 'none'. NNI's export_probs leaves 'none' out, and under GumbelDARTS it returns
+    a Gumbel-noised sample, not the weights the search has learnt."""
+    probs = {}
+    for module in oneshot_module.supernet_modules():
+        # NNI's DifferentiableMixedCell: one weight vector per edge, its op_names then the zero op.
+        for edge, alpha in getattr(module, '_arch_alpha', {}).items():
+            weights = torch.softmax(alpha.detach().float(), -1).tolist()
+            probs[edge] = dict(zip([*module.op_names, 'none'], weights))
+    return dict(sorted(probs.items()))
+
+
+def entropy(distribution):
+    """In nats; log(8) = 2.079 for an edge still undecided between its 8 ops."""
+    return -sum(p * math.log(p) for p in distribution.values() if p > 0)
 
 
 def cell_summary(arch, cell):
@@ -381,12 +393,12 @@ def make_monitor(cfg, output_dir):
             epoch = trainer.current_epoch
             epoch_time = time.perf_counter() - self.epoch_start
             arch = pl_module.export()
-            probs = pl_module.export_probs()
+            probs = edge_softmax(pl_module)
             write_arch(arch, output_dir / f'epoch_{epoch}.json')
             atomic_write_json(probs, output_dir / f'epoch_{epoch}_probs.json')
             plot_cells(arch, output_dir / f'epoch_{epoch}.png', f'epoch {epoch}')
             stats = pl_module.training_module.stats
-            entropies = {edge: edge_entropy(p) for edge, p in probs.items()}
+            entropies = {edge: entropy(p) for edge, p in probs.items()}
             self.write_scalars(epoch, stats, probs, entropies, epoch_time, weights_lr(trainer))
             done = epoch + 1 - self.first_epoch
             eta = (time.perf_counter() - self.run_start) / done * (cfg.epochs - epoch - 1)

@@ -1,0 +1,193 @@
+"""The DARTS search as a user runs it: `python nas/search_darts.py`."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from cifar_automl import darts_search
+from cifar_automl.cell_plot import cell_edges, plot_cells
+from cifar_automl.data import load_digits
+from conftest import REPO, write_cifar_batches
+
+# About 2 s a step on 2 busy cores: two steps an epoch (64 images per half, batch 32).
+TINY = ['--dataset', 'digits', '--subset', '128', '--width', '4', '--num_cells', '3', '--batch_size', '32',
+        '--threads', '1', '--log_frequency', '1']
+TINY_WIDTH, TINY_CELLS = 4, 3
+ARCH_KEYS = {f'{cell}/{kind}_{node}_{edge}' for cell in ('normal', 'reduce') for kind in ('op', 'input')
+             for node in (2, 3, 4, 5) for edge in (0, 1)}
+
+
+def start_search(args, home):
+    """The search in its own process, its HOME a temporary one so that NNI's experiment manifest
+    (~/nni-experiments/.experiment) is not the user's."""
+    return subprocess.Popen([sys.executable, str(REPO / 'nas' / 'search_darts.py'), *args], cwd=REPO,
+                            env={**os.environ, 'HOME': str(home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def run_search(args, home, timeout=300):
+    process = start_search(args, home)
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def kill_after_first_checkpoint(process, checkpoint, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists():
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, 'no checkpoint written'
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGKILL)  # as a crash or a preempted job would
+    process.communicate()
+
+
+def rebuild_and_train_one_step(arch):
+    """The fixed network of `arch`, as retrain/retrain.py builds it, trains a step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        from nni.nas.hub.pytorch import DARTS
+        from nni.nas.space import model_context
+    with model_context(arch):
+        net = DARTS(width=TINY_WIDTH, num_cells=TINY_CELLS, dataset='cifar')
+    train, _ = load_digits()
+    images, labels = train.images[:16].float() / 255, train.labels[:16]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss = torch.nn.functional.cross_entropy(net(images), labels)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(a, p) for a, p in zip(before, net.parameters()))
+
+
+def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
+    out = tmp_path / 'search'
+    epochs = 3
+    args = TINY + ['--epochs', str(epochs), '--output_dir', str(out)]
+    process = start_search(args, tmp_path)
+    kill_after_first_checkpoint(process, out / darts_search.CHECKPOINT_FILE)
+    saved_epoch = torch.load(out / darts_search.CHECKPOINT_FILE, weights_only=False)['epoch']
+    assert saved_epoch < epochs - 1, 'the search finished before it was killed'
+    first_export = (out / f'epoch_{saved_epoch}.json').stat().st_mtime_ns
+
+    code, output = run_search(['--resume', '--output_dir', str(out), '--threads', '1'], tmp_path)
+    assert code == 0, output
+    assert f'continuing at epoch {saved_epoch + 2}/{epochs}' in output
+    assert f'epoch {saved_epoch + 1}/{epochs} step' not in output  # the saved epoch is not searched again
+    assert (out / f'epoch_{saved_epoch}.json').stat().st_mtime_ns == first_export
+    assert 'ETA' in output and 'weights loss' in output and 'arch loss' in output
+
+    archs = [json.loads((out / f'epoch_{epoch}.json').read_text()) for epoch in range(epochs)]
+    final = json.loads((out / 'final.json').read_text())
+    assert final == archs[-1]
+    for epoch, arch in enumerate(archs):
+        assert set(arch) == ARCH_KEYS
+        probs = json.loads((out / f'epoch_{epoch}_probs.json').read_text())
+        assert len(probs) == 2 * 14 and all(abs(sum(p.values()) - 1) < 1e-5 for p in probs.values())
+        with Image.open(out / f'epoch_{epoch}.png') as png:
+            assert png.width > png.height > 100
+        rebuild_and_train_one_step(arch)
+    assert not (out / f'epoch_{epochs}.json').exists()
+    assert list((out / 'tensorboard').glob('events.out.tfevents.*'))
+    assert (out / 'nni').is_dir()  # NNI's experiment directory is the search's, not ~/nni-experiments/<id>
+    assert 'Sorted weights' not in output
+
+
+@pytest.mark.slow
+def test_gumbel_search_on_a_cifar_format_directory(tmp_path):
+    write_cifar_batches(tmp_path / 'data', per_batch=26)
+    out = tmp_path / 'search'
+    args = TINY + ['--dataset', 'cifar10', '--data_dir', str(tmp_path / 'data'), '--subset', '128',
+                   '--strategy', 'gumbel', '--epochs', '2', '--output_dir', str(out)]
+    code, output = run_search(args, tmp_path)
+    assert code == 0, output
+    assert 'DARTS search (gumbel) on cifar10' in output
+    for name in ('epoch_0.json', 'epoch_1.json', 'final.json', 'final.png'):
+        assert (out / name).is_file()
+    rebuild_and_train_one_step(json.loads((out / 'final.json').read_text()))
+
+
+def write_resumable(out, **changes):
+    cfg = darts_search.SearchConfig(**changes)
+    out.mkdir()
+    (out / darts_search.CONFIG_FILE).write_text(json.dumps(vars(cfg)))
+    (out / darts_search.CHECKPOINT_FILE).write_bytes(b'')
+    return out
+
+
+@pytest.mark.parametrize('argv, needle', [
+    (['--strategy', 'enas'], "--strategy: strategy='enas' is not allowed; expected one of 'darts', 'gumbel'"),
+    (['--num_cells', '2'], '--num_cells'),
+    (['--width', '0'], '--width'),
+    (['--epochs', '0'], '--epochs'),
+    (['--ending_lr', '0.1'], '--ending_lr'),
+    (['--dataset', 'digits', '--subset', '40', '--batch_size', '32'], '--batch_size 32 exceeds the 20 images'),
+    (['--dataset', 'digits', '--subset', '100000'], '--subset 100000 exceeds'),
+    (['--resume'], '--resume needs --output_dir'),
+    (['--resume', '--output_dir', '{tmp}/nothing'], 'search_config.json is missing'),
+])
+def test_bad_input_is_refused_before_the_search(argv, needle, tmp_path, capsys):
+    argv = [arg.replace('{tmp}', str(tmp_path)) for arg in argv]
+    if '--resume' not in argv:
+        argv += ['--output_dir', str(tmp_path / 'out')]
+    assert darts_search.main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_missing_cifar_batch_is_refused(tmp_path, capsys):
+    write_cifar_batches(tmp_path / 'data')
+    (tmp_path / 'data' / 'cifar-10-batches-py' / 'data_batch_3').unlink()
+    assert darts_search.main(['--data_dir', str(tmp_path / 'data'), '--output_dir', str(tmp_path / 'out')]) == 2
+    assert 'data_batch_3 is missing' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_resume_refuses_a_different_search(tmp_path, capsys):
+    out = write_resumable(tmp_path / 'out', width=16)
+    assert darts_search.main(['--resume', '--output_dir', str(out), '--width', '8']) == 2
+    assert '--width 8 differs from the search being resumed (16' in capsys.readouterr().err
+
+
+def test_resume_takes_the_saved_config_and_new_run_settings(tmp_path):
+    out = write_resumable(tmp_path / 'out', width=8, epochs=7, threads=2)
+    cfg = darts_search.resolve(['--resume', '--output_dir', str(out), '--threads', '1', '--width', '8'])
+    assert (cfg.width, cfg.epochs, cfg.threads) == (8, 7, 1)
+
+
+def test_defaults_are_the_darts_papers_cifar10_search():
+    cfg = darts_search.resolve([])
+    assert (cfg.num_cells, cfg.width, cfg.epochs, cfg.batch_size) == (8, 16, 50, 64)
+    assert (cfg.initial_lr, cfg.ending_lr, cfg.momentum, cfg.weight_decay, cfg.grad_clip) == (
+        0.025, 0.001, 0.9, 3e-4, 5.0)
+    assert (cfg.arch_lr, cfg.arch_beta1, cfg.arch_beta2, cfg.arch_weight_decay) == (3e-4, 0.5, 0.999, 1e-3)
+
+
+def test_halves_split_the_training_images_one_to_one_and_class_balanced():
+    weights, arch, num_classes = darts_search.search_splits(darts_search.resolve(['--dataset', 'digits']))
+    assert len(weights) == len(arch) == 750  # digits' 1500 training images; its 297 test images are never seen
+    assert arch.labels.bincount().tolist() == [75] * 10  # the architecture half is balanced; the weights
+    assert weights.labels.bincount().min() >= 70  # half has the rest of digits' slightly unequal classes
+    weights, arch, _ = darts_search.search_splits(darts_search.resolve(['--dataset', 'digits', '--subset', '128']))
+    assert len(weights) == len(arch) == 64
+
+
+def test_cell_plot_draws_every_edge_of_both_cells(tmp_path):
+    arch = {}
+    for cell in ('normal', 'reduce'):
+        for node in (2, 3, 4, 5):
+            for edge in (0, 1):
+                arch[f'{cell}/op_{node}_{edge}'] = 'sep_conv_3x3' if edge else 'skip_connect'
+                arch[f'{cell}/input_{node}_{edge}'] = [node - 1 - edge]
+    assert cell_edges(arch, 'reduce')[:2] == [(1, 2, 'skip_connect'), (0, 2, 'sep_conv_3x3')]
+    plot_cells(arch, tmp_path / 'cells.png', 'title')
+    with Image.open(tmp_path / 'cells.png') as png:
+        assert png.width > 2 * png.height
+    assert [p.name for p in tmp_path.iterdir()] == ['cells.png']  # no partial file left behind
