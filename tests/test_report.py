@@ -5,7 +5,6 @@ Five random-search trials on digits, one of them failed (a batch larger than the
 Regenerate the recording (about 2 minutes on 2 cores): PYTHONPATH=. python tests/test_report.py --record
 """
 import csv
-import functools
 import http.server
 import json
 import shlex
