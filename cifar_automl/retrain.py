@@ -151,6 +151,7 @@ def run(cfg, given=()):
     log(f'setup took {time.perf_counter() - setup_start:.1f}s; '
         + (f'resuming at epoch {first_epoch + 1}' if checkpoint else 'training')
         + f' of {cfg.epochs} epochs of {steps_per_epoch} steps')
+    loop_start = time.perf_counter()  # the ETA counts validation and checkpoints too
     for epoch in range(first_epoch, cfg.epochs):
         if cfg.patience and state['epochs_since_best'] >= cfg.patience:
             stopped_early = f'no better validation accuracy in {cfg.patience} epochs (--patience)'
@@ -180,7 +181,7 @@ def run(cfg, given=()):
             state['epochs_since_best'] += 1
         # Written after best.pt, so that a run killed in between resumes knowing its best epoch.
         save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, optimizer, scaler, train_loader)
-        remaining = (cfg.epochs - state['epoch']) * state['train_time'] / state['epoch']
+        remaining = (cfg.epochs - state['epoch']) * (time.perf_counter() - loop_start) / (state['epoch'] - first_epoch)
         log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
             f'val loss {val.loss:.4f} acc {val.accuracy:.2f}% (best {state["best"]["val_acc"]:.2f}% at epoch '
             f'{state["best"]["epoch"] + 1}) | lr {stats.lr:.4g} | {stats.epoch_time:.1f}s, '
