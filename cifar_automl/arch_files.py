@@ -113,6 +113,9 @@ def from_nni3(data, source):
     found = {}
     for key, value in data.items():
         match = key_pattern.match(key)
+        if re.match(r'^(normal|reduce)/\d+_\d+$', key):  # the search's epoch_N_probs.json sits beside epoch_N.json
+            refuse(source, key, 'this is a file of edge probabilities (epoch_N_probs.json); the architecture '
+                                'is the epoch_N.json beside it')
         if not match:
             refuse(source, key, 'not a key of NNI\'s DARTS cell; expected <cell>/op_<node>_<slot> or '
                                 '<cell>/input_<node>_<slot> with cell normal or reduce, node 2..5, slot 0 or 1')

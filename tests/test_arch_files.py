@@ -158,6 +158,7 @@ BAD_FILES = [
      'normal_concat: expected a literal list'),
     ('bad.json', json.dumps(NNI3_DARTS_V2)[:-1] + ',}', 'bad JSON'),
     ('other.json', {'lr': 0.1}, "lr: not a DARTS architecture"),
+    ('epoch_3_probs.json', {'normal/2_0': {'max_pool_3x3': 0.125}}, 'normal/2_0: this is a file of edge probabilities'),
     ('empty.json', '', 'empty architecture file'),
 ]
 
