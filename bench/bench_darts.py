@@ -1,0 +1,208 @@
+"""Cost of NNI's machinery in a DARTS search step: NNI's strategy against plain PyTorch, on CPU.
+
+    python bench/bench_darts.py                      # width 8, 5 cells, batch 32, 1 thread
+    python bench/bench_darts.py --width 16 --num_cells 8 --batch_size 64 --threads 2
+
+One search step, both ways, on the same supernet (NNI's DARTS space made differentiable by
+NNI's DARTS strategy, same seed), the same batches (one weights batch and one architecture
+batch, random 3x32x32 images, reused every step) and the same optimizers:
+- nni: what `nas/search_darts.py` runs: NasExperiment, the DARTS strategy's Lightning module
+  (an architecture step, then a weights step with gradient clipping and the cosine schedule),
+  the Lightning Trainer (fp32), with the search's own subclasses and no export;
+- plain: first-order DARTS written out in PyTorch: the architecture weights (alphas) in their own
+  Adam, an architecture step on the architecture batch, then an SGD step with clipping on the
+  weights batch (the order of DARTS's train_search.py and of NNI; the cost does not depend on it).
+Each runs in its own process, so that its peak resident memory (ru_maxrss) is its own, --repeats
+times in alternating order. The step time is the median over --steps steps after --warmup (the
+best run's), in wall-clock seconds and in the process's CPU seconds (which other work on a
+shared machine disturbs less); the memory is the process's peak and its growth over the resident memory just
+before the first step.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cifar_automl import darts_search  # noqa: E402
+
+
+def resident_mb():
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def batches(args):
+    generator = torch.Generator().manual_seed(1)
+
+    def batch():
+        return (torch.randn(args.batch_size, 3, 32, 32, generator=generator),
+                torch.randint(0, 10, (args.batch_size,), generator=generator))
+    return batch(), batch()
+
+
+class RepeatedBatch:
+    """The same batch `steps` times, as a loader Lightning iterates."""
+
+    def __init__(self, batch, steps):
+        self.batch, self.steps = batch, steps
+
+    def __len__(self):
+        return self.steps
+
+    def __iter__(self):
+        return iter([self.batch] * self.steps)
+
+
+def search_config(args):
+    return darts_search.resolve(['--width', str(args.width), '--num_cells', str(args.num_cells), '--batch_size',
+                                 str(args.batch_size), '--epochs', '1', '--precision', 'fp32', '--device', 'cpu'])
+
+
+def plain_steps(args):
+    from nni.nas.hub.pytorch import DARTS as DartsSpace
+    from nni.nas.strategy import DARTS
+    cfg = search_config(args)
+    torch.manual_seed(0)
+    supernet = DARTS().mutate_model(DartsSpace(width=args.width, num_cells=args.num_cells, dataset='cifar'))
+    named = list(supernet.named_parameters())
+    alphas = [p for name, p in named if '_arch_alpha' in name]
+    weights = [p for name, p in named if '_arch_alpha' not in name]
+    weights_optimizer = torch.optim.SGD(weights, lr=cfg.initial_lr, momentum=cfg.momentum,
+                                        weight_decay=cfg.weight_decay)
+    arch_optimizer = torch.optim.Adam(alphas, lr=cfg.arch_lr, betas=(cfg.arch_beta1, cfg.arch_beta2),
+                                      weight_decay=cfg.arch_weight_decay)
+    (train_x, train_y), (val_x, val_y) = batches(args)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    supernet.train()
+    times, cpu_times = [], []
+    before = resident_mb()
+    for _ in range(args.warmup + args.steps):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        arch_optimizer.zero_grad(set_to_none=True)
+        loss_fn(supernet(val_x), val_y).backward()
+        arch_optimizer.step()
+        weights_optimizer.zero_grad(set_to_none=True)
+        loss_fn(supernet(train_x), train_y).backward()
+        torch.nn.utils.clip_grad_norm_(weights, cfg.grad_clip)
+        weights_optimizer.step()
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times, before, sum(p.numel() for p in weights), sum(p.numel() for p in alphas)
+
+
+def nni_steps(args):
+    import pytorch_lightning as pl
+    from nni.nas.evaluator.pytorch import Lightning, Trainer
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.hub.pytorch import DARTS as DartsSpace
+    cfg = search_config(args)
+    darts_search.quiet_nni_and_lightning()
+    steps = args.warmup + args.steps
+    torch.manual_seed(0)
+    space = DartsSpace(width=args.width, num_cells=args.num_cells, dataset='cifar')
+    search_module, strategy = darts_search.build_modules(cfg, steps, num_classes=10, channels_last=False)
+    train_batch, val_batch = batches(args)
+    record = {'times': [], 'cpu_times': [], 'before': None}
+
+    class StepTimer(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if record['before'] is None:
+                record['before'] = resident_mb()
+            record['start'], record['cpu_start'] = time.perf_counter(), time.process_time()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            record['times'].append(time.perf_counter() - record['start'])
+            record['cpu_times'].append(time.process_time() - record['cpu_start'])
+
+    trainer = Trainer(max_epochs=1, accelerator='cpu', devices=1, precision='32-true', callbacks=[StepTimer()],
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    evaluator = Lightning(search_module, trainer, train_dataloaders=RepeatedBatch(train_batch, steps),
+                          val_dataloaders=RepeatedBatch(val_batch, steps))
+    experiment = NasExperiment(space, evaluator, strategy)
+    with tempfile.TemporaryDirectory() as workdir:
+        experiment.config.experiment_working_directory = workdir
+        experiment.run()
+    supernet = strategy.supernet
+    alphas = sum(p.numel() for name, p in supernet.named_parameters() if '_arch_alpha' in name)
+    weights = sum(p.numel() for name, p in supernet.named_parameters() if '_arch_alpha' not in name)
+    return record['times'], record['cpu_times'], record['before'], weights, alphas
+
+
+def child(args):
+    torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        import nni.nas.strategy  # noqa: F401 (its import warns about torch classes)
+    times, cpu_times, before, weights, alphas = (plain_steps if args.variant == 'plain' else nni_steps)(args)
+    print(json.dumps({'step_s': statistics.median(times[args.warmup:]), 'min_step_s': min(times[args.warmup:]),
+                      'cpu_step_s': statistics.median(cpu_times[args.warmup:]), 'peak_mb': peak_mb(),
+                      'before_mb': before, 'weights': weights, 'alphas': alphas}))
+
+
+def measure(variant, args, home):
+    command = [sys.executable, __file__, '--variant', variant] + [
+        f'--{name}={getattr(args, name)}' for name in ('width', 'num_cells', 'batch_size', 'steps', 'warmup', 'threads')]
+    # NNI's NasExperiment registers itself in ~/nni-experiments/.experiment: a scratch HOME keeps it out.
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, 'HOME': home})
+    if result.returncode:
+        sys.exit(f'{variant} failed:\n{result.stdout}\n{result.stderr}')
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--width', type=int, default=8)
+    parser.add_argument('--num_cells', type=int, default=5)
+    parser.add_argument('--batch_size', type=int, default=32)
+    parser.add_argument('--steps', type=int, default=5, help='timed steps')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed steps first')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch threads (on a shared machine, 1 is steadier and often faster)')
+    parser.add_argument('--repeats', type=int, default=2, help='runs of each variant, alternating')
+    parser.add_argument('--variant', choices=('plain', 'nni'), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        return child(args)
+    # Alternating runs (plain, nni, nni, plain, ...) so that a load change on a shared machine
+    # does not favour one; each variant keeps its run with the fastest median step.
+    order = [('plain', 'nni') if i % 2 == 0 else ('nni', 'plain') for i in range(args.repeats)]
+    results = {}
+    with tempfile.TemporaryDirectory() as home:
+        for variant in (v for pair in order for v in pair):
+            result = measure(variant, args, home)
+            if variant not in results or result['step_s'] < results[variant]['step_s']:
+                results[variant] = result
+    results = {'plain': results['plain'], 'nni': results['nni']}
+    plain, nni = results['plain'], results['nni']
+    assert plain['weights'] == nni['weights'] and plain['alphas'] == nni['alphas'], 'not the same supernet'
+    print(f'DARTS search step on CPU: width {args.width}, {args.num_cells} cells, batch {args.batch_size} '
+          f'(weights and architecture), {args.threads} thread(s); supernet {plain["weights"] / 1e6:.2f}M weights, '
+          f'{plain["alphas"]} architecture weights; median of {args.steps} steps after {args.warmup}, best of {args.repeats} runs')
+    print(f'{"":8} {"step s":>8} {"min s":>8} {"CPU s":>8} {"peak MB":>9} {"growth MB":>10}')
+    for name, result in results.items():
+        print(f'{name:8} {result["step_s"]:8.3f} {result["min_step_s"]:8.3f} {result["cpu_step_s"]:8.3f} '
+              f'{result["peak_mb"]:9.0f} {result["peak_mb"] - result["before_mb"]:10.0f}')
+    print(f'nni / plain: step time {nni["step_s"] / plain["step_s"]:.2f}x (min {nni["min_step_s"] / plain["min_step_s"]:.2f}x, '
+          f'CPU time {nni["cpu_step_s"] / plain["cpu_step_s"]:.2f}x), peak memory {nni["peak_mb"] / plain["peak_mb"]:.2f}x')
+
+
+if __name__ == '__main__':
+    main()
