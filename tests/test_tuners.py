@@ -201,3 +201,29 @@ def test_hyperband_ignores_trials_from_before_a_resume(no_manager):
     start_advisor(advisor, {'initial_lr': {'_type': 'loguniform', '_value': [0.01, 0.1]}})
     assert advisor.is_created_in_previous_exp('0-2_0_5')  # no such bracket in this run
     assert not advisor.is_created_in_previous_exp(None)
+
+
+@pytest.mark.slow
+def test_hyperband_experiment_runs_past_the_first_trial(tmp_path):
+    """cifar10_hyperband.yml through nnictl, shrunk to CPU and digits (R=2, eta=2: two 1-epoch
+    trials, the better one again with 2 epochs, then two 2-epoch trials). NNI 3.0's own Hyperband
+    dispatcher dies when the first trial ends; here every trial runs, each its budget in epochs."""
+    from nni_experiment import nni_experiment
+    path = REPO / 'nni_configs/cifar10_hyperband.yml'
+    exp = experiment_json(path)
+    exp.tuner.class_args.update(R=2, eta=2)
+    exp.training_service.max_trial_number_per_gpu = 1
+    overrides = dict(tuner=exp.tuner, training_service=exp.training_service, trial_gpu_number=None,
+                     max_trial_number=4, trial_concurrency=1, max_experiment_duration='15m',
+                     trial_command='python3 trial/main.py --dataset digits --width 16 --log_frequency 0')
+    with nni_experiment(path, tmp_path, **overrides) as experiment:
+        status = experiment.wait(timeout=900)
+        jobs = experiment.api('trial-jobs')
+    assert status['status'] == 'DONE' and not status['errors'], status
+    assert [job['status'] for job in jobs] == ['SUCCEEDED'] * 4
+    budgets = sorted(json.loads(job['hyperParameters'][0])['parameters']['epochs'] for job in jobs)
+    assert budgets == [1, 1, 2, 2]
+    for job in jobs:
+        epochs = json.loads(job['hyperParameters'][0])['parameters']['epochs']
+        final = json.loads(json.loads(job['finalMetricData'][0]['data']))
+        assert final['epochs_run'] == epochs
