@@ -452,8 +452,16 @@ def save_checkpoint(trainer, path):
 # ============================================================ Run
 
 def lightning_precision(cfg, device):
-    """The trial's --precision choice in Lightning's words (mixed precision keeps fp32 weights)."""
+    """The trial's --precision choice in Lightning's words (mixed precision keeps fp32 weights).
+    fp16 needs loss scaling, and NNI's DARTS clips the weights' gradients after the backward
+    but before Lightning unscales them (in its optimizer step): the clip would act on gradients
+    thousands of times too large. So a GPU without bf16 searches in fp32 when clipping."""
     dtype = autocast_dtype(cfg.precision, device)
+    if dtype == torch.float16 and cfg.grad_clip > 0:
+        if cfg.precision == 'fp16':
+            raise ConfigError('--precision fp16 with --grad_clip > 0: NNI\'s DARTS clips fp16 gradients before '
+                              'they are unscaled; use --precision fp32 or bf16, or --grad_clip 0')
+        dtype = None
     return {None: '32-true', torch.bfloat16: 'bf16-mixed', torch.float16: '16-mixed'}[dtype]
 
 
@@ -476,6 +484,7 @@ def run(cfg):
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = select_device(cfg.device)
+    precision = lightning_precision(cfg, device)
     weights_loader, arch_loader, num_classes = search_loaders(cfg, device)
     output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -490,7 +499,6 @@ def run(cfg):
 
     space = DARTS(width=cfg.width, num_cells=cfg.num_cells, dataset='cifar')
     search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device))
-    precision = lightning_precision(cfg, device)
     trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu', devices=1,
                       precision=precision, callbacks=[make_monitor(cfg, output_dir)], logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

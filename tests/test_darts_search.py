@@ -70,7 +70,9 @@ def rebuild_and_train_one_step(arch):
 def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
     out = tmp_path / 'search'
     epochs = 3
-    args = TINY + ['--epochs', str(epochs), '--output_dir', str(out)]
+    # Not the defaults, to show that NNI's optimizers take the flags.
+    optimizers = ['--momentum', '0.8', '--arch_beta1', '0.6', '--arch_weight_decay', '0.002', '--ending_lr', '0.002']
+    args = TINY + optimizers + ['--epochs', str(epochs), '--output_dir', str(out)]
     process = start_search(args, tmp_path)
     kill_after_first_checkpoint(process, out / darts_search.CHECKPOINT_FILE)
     saved_epoch = torch.load(out / darts_search.CHECKPOINT_FILE, weights_only=False)['epoch']
@@ -95,6 +97,12 @@ def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
             assert png.width > png.height > 100
         rebuild_and_train_one_step(arch)
     assert not (out / f'epoch_{epochs}.json').exists()
+    checkpoint = torch.load(out / darts_search.CHECKPOINT_FILE, weights_only=False)
+    weights, arch = [state['param_groups'][0] for state in checkpoint['optimizer_states']]
+    assert (weights['momentum'], weights['weight_decay']) == (0.8, 3e-4)
+    assert weights['lr'] == pytest.approx(0.002)  # the cosine's end, reached over the resumed run
+    assert checkpoint['lr_schedulers'][0]['last_epoch'] == epochs * 2  # steps: 2 per epoch
+    assert (arch['lr'], arch['betas'], arch['weight_decay']) == (3e-4, (0.6, 0.999), 0.002)
     assert list((out / 'tensorboard').glob('events.out.tfevents.*'))
     assert (out / 'nni').is_dir()  # NNI's experiment directory is the search's, not ~/nni-experiments/<id>
     assert 'Sorted weights' not in output
