@@ -51,6 +51,7 @@ def _check_level(space, source, outer_names, names):
         validate_search_space(space, raise_exception=True)
     except ValueError as error:
         raise ConfigError(f'{source}: NNI refuses it: {error}') from None
+    enclosing = outer_names + tuple(space)  # what a choice nested here may not set again
     for name, spec in space.items():
         where = f'{source}: {name!r}'
         if name not in OPTIONS:
@@ -60,8 +61,8 @@ def _check_level(space, source, outer_names, names):
             raise ConfigError(f'{where} is a run setting, not a tunable parameter; pass --{name} in the '
                               f'trialCommand instead')
         if name in outer_names:
-            raise ConfigError(f'{where} is already set by an enclosing choice; a nested choice may not set it again')
-        _check_spec(name, spec['_type'], spec['_value'], where, outer_names + (name,), names)
+            raise ConfigError(f'{where} is already set outside this nested choice; set it in one place')
+        _check_spec(name, spec['_type'], spec['_value'], where, enclosing, names)
         if name not in names:
             names.append(name)
 

@@ -126,7 +126,11 @@ def test_nested_choice_checks_each_branch(tmp_path):
     space['optimizer']['_value'][1]['beta2'] = {'_type': 'uniform', '_value': [0.9, 0.999]}
     assert "'beta2'" in refused(tmp_path, space)
     space['optimizer']['_value'][1] = {'_name': 'adam', 'optimizer': {'_type': 'choice', '_value': ['sgd']}}
-    assert 'enclosing choice' in refused(tmp_path, space)
+    assert 'outside this nested choice' in refused(tmp_path, space)
+    space['optimizer']['_value'][1] = {'_name': 'adam'}
+    space['momentum'] = {'_type': 'uniform', '_value': [0.5, 0.9]}  # also set inside the sgd branch
+    assert "'momentum' is already set outside" in refused(tmp_path, space)
+    del space['momentum']
     space['optimizer']['_value'][1] = {'_name': 'lion'}
     assert "'lion'" in refused(tmp_path, space)
 

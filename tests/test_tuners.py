@@ -69,6 +69,15 @@ def test_tuner_proposes_parameters_the_trial_accepts(tuner_json, space):
         assert cfg.epochs >= 1
 
 
+def test_anneal_runs_on_the_pinned_numpy_and_hyperopt():
+    """The Anneal test above ran on what requirements.txt pins: hyperopt 0.1.2 breaks on numpy 2."""
+    from importlib.metadata import version
+    pins = dict(line.split('==') for line in (REPO / 'requirements.txt').read_text().splitlines()
+                if '==' in line and not line.startswith('#'))
+    assert pins['numpy'] == version('numpy') and pins['numpy'].startswith('1.')
+    assert pins['hyperopt'] == version('hyperopt') == '0.1.2'
+
+
 def nested_keys(space):
     keys = set()
     for spec in space.values():
