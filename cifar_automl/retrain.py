@@ -127,9 +127,12 @@ def run(cfg, given=()):
     val_loader, test_loader = (BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
                                for split in (data.val, data.test))
     state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=-1), epochs_since_best=0, history=[], train_time=0.0)
+    best_weights = None
     if checkpoint:
         restore(checkpoint, network, optimizer, scaler, train_loader)
-        state = checkpoint['state']
+        state, best_weights = checkpoint['state'], checkpoint['best_model']
+        if best_weights is not None:  # a kill between the two writes may have left a newer best.pt
+            save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
     atomic_write_json(arch, output_dir / 'arch.json')
     log(describe(arch))
     log(f'DARTS network of {cfg.num_cells} cells, width {cfg.width}: {format_count(count_parameters(network))} '
@@ -175,12 +178,12 @@ def run(cfg, given=()):
         if val.accuracy > state['best']['val_acc']:
             state['best'] = dict(val_acc=val.accuracy, epoch=epoch)
             state['epochs_since_best'] = 0
-            atomic_save({'model': network.state_dict(), 'epoch': epoch, 'val_acc': val.accuracy, 'arch': arch,
-                         'config': dataclasses.asdict(cfg)}, output_dir / BEST_CHECKPOINT)
+            best_weights = {name: tensor.detach().clone() for name, tensor in network.state_dict().items()}
+            save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
         else:
             state['epochs_since_best'] += 1
-        # Written after best.pt, so that a run killed in between resumes knowing its best epoch.
-        save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, optimizer, scaler, train_loader)
+        save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, optimizer, scaler, train_loader,
+                        best_weights)
         remaining = (cfg.epochs - state['epoch']) * (time.perf_counter() - loop_start) / (state['epoch'] - first_epoch)
         log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
             f'val loss {val.loss:.4f} acc {val.accuracy:.2f}% (best {state["best"]["val_acc"]:.2f}% at epoch '
@@ -215,11 +218,18 @@ def print_arch(arch, cfg):
     return 0
 
 
-def save_checkpoint(path, cfg, arch, state, network, optimizer, scaler, train_loader):
+def save_best(path, weights, best, arch, cfg):
+    """The trial's best.pt format, plus the cell."""
+    atomic_save({'model': weights, 'epoch': best['epoch'], 'val_acc': best['val_acc'], 'arch': arch,
+                 'config': dataclasses.asdict(cfg)}, path)
+
+
+def save_checkpoint(path, cfg, arch, state, network, optimizer, scaler, train_loader, best_weights):
     """Everything that decides the next epoch, so that a resumed run continues as if never stopped:
-    weights, optimizer moments, loss scale, the random streams of augmentation and drop path."""
+    weights, optimizer moments, loss scale, the random streams of augmentation and drop path; and
+    the best epoch's weights, so that best.pt always matches the state a run resumes from."""
     atomic_save({'config': dataclasses.asdict(cfg), 'arch': arch, 'state': state, 'model': network.state_dict(),
-                 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict() if scaler else None,
+                 'best_model': best_weights, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict() if scaler else None,
                  'loader_rng': train_loader.generator.get_state(), 'torch_rng': torch.get_rng_state(),
                  'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path)
 
@@ -254,7 +264,7 @@ def resumed_config(cfg, given):
                               f'{saved[name]!r}; a resumed run keeps what it trains and its schedule (only '
                               f'{", ".join(n for n in RESUME_MAY_CHANGE if n != "resume")} may change)')
     values = {**saved, **{name: getattr(cfg, name) for name in given if name in RESUME_MAY_CHANGE}}
-    return checkpoint, RetrainConfig(**{name: values[name] for name in OPTIONS})
+    return checkpoint, RetrainConfig(**{name: values.get(name, OPTIONS[name].default) for name in OPTIONS})
 
 
 def format_count(count):

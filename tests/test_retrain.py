@@ -8,6 +8,7 @@ import torch
 
 from cifar_automl import config, retrain, trial
 from cifar_automl.config import ConfigError
+from cifar_automl.training import Evaluation
 from conftest import REPO
 
 # One thread: on a loaded 2-core machine, tiny DARTS steps ran 5x faster than with two spinning threads.
@@ -49,6 +50,7 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
     args = TINY + ['--epochs', '3', '--initial_lr', '0.05']
     assert retrain.main(args + ['--output_dir', str(tmp_path / 'whole')]) == 0
     whole = json.loads((tmp_path / 'whole' / 'metrics.json').read_text())['history']
+    whole_best = torch.load(tmp_path / 'whole' / retrain.BEST_CHECKPOINT, weights_only=False)
 
     train_epoch = retrain.train_epoch
 
@@ -62,6 +64,10 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
         retrain.main(args + ['--output_dir', str(tmp_path / 'killed')])
     monkeypatch.setattr(retrain, 'train_epoch', train_epoch)
     assert torch.load(tmp_path / 'killed' / retrain.LAST_CHECKPOINT, weights_only=False)['state']['epoch'] == 1
+    # As if killed after writing best.pt of an epoch whose last.pt never came: resuming restores the best
+    # weights. The resumed epochs are made no better, so that the final test must use the restored ones.
+    torch.save({'model': {}, 'epoch': 1}, tmp_path / 'killed' / retrain.BEST_CHECKPOINT)
+    monkeypatch.setattr(retrain, 'evaluate', lambda *args: Evaluation(loss=9.0, accuracy=0.0, per_class_accuracy=[]))
     capsys.readouterr()
 
     assert retrain.main(['--resume', 'true', '--output_dir', str(tmp_path / 'killed')]) == 0
@@ -71,6 +77,9 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
     assert [row['lr'] for row in resumed] == [row['lr'] for row in whole]  # same step, same learning rate
     # weights, optimizer, augmentation and drop-path randomness all continue: the same run, not a restart
     assert [row['train_loss'] for row in resumed] == pytest.approx([row['train_loss'] for row in whole], rel=1e-4)
+    metrics = json.loads((tmp_path / 'killed' / 'metrics.json').read_text())
+    best = torch.load(tmp_path / 'killed' / retrain.BEST_CHECKPOINT, weights_only=False)
+    assert best['epoch'] == metrics['best_epoch'] == 0 and best['model'].keys() == whole_best['model'].keys()
 
 
 def test_resume_refuses_a_changed_schedule_and_a_fresh_run_will_not_overwrite_one(tmp_path):
