@@ -158,8 +158,8 @@ def child(args):
 
 
 def measure(variant, args, home):
-    command = [sys.executable, __file__, '--variant', variant] + [
-        f'--{name}={getattr(args, name)}' for name in ('width', 'num_cells', 'batch_size', 'steps', 'warmup', 'threads')]
+    shared = ('width', 'num_cells', 'batch_size', 'steps', 'warmup', 'threads')
+    command = [sys.executable, __file__, '--variant', variant] + [f'--{name}={getattr(args, name)}' for name in shared]
     # NNI's NasExperiment registers itself in ~/nni-experiments/.experiment: a scratch HOME keeps it out.
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, 'HOME': home})
     if result.returncode:
@@ -190,18 +190,19 @@ def main():
             result = measure(variant, args, home)
             if variant not in results or result['step_s'] < results[variant]['step_s']:
                 results[variant] = result
-    results = {'plain': results['plain'], 'nni': results['nni']}
     plain, nni = results['plain'], results['nni']
     assert plain['weights'] == nni['weights'] and plain['alphas'] == nni['alphas'], 'not the same supernet'
     print(f'DARTS search step on CPU: width {args.width}, {args.num_cells} cells, batch {args.batch_size} '
           f'(weights and architecture), {args.threads} thread(s); supernet {plain["weights"] / 1e6:.2f}M weights, '
-          f'{plain["alphas"]} architecture weights; median of {args.steps} steps after {args.warmup}, best of {args.repeats} runs')
+          f'{plain["alphas"]} architecture weights; median of {args.steps} steps after {args.warmup}, '
+          f'best of {args.repeats} runs')
     print(f'{"":8} {"step s":>8} {"min s":>8} {"CPU s":>8} {"peak MB":>9} {"growth MB":>10}')
-    for name, result in results.items():
+    for name, result in (('plain', plain), ('nni', nni)):
         print(f'{name:8} {result["step_s"]:8.3f} {result["min_step_s"]:8.3f} {result["cpu_step_s"]:8.3f} '
               f'{result["peak_mb"]:9.0f} {result["peak_mb"] - result["before_mb"]:10.0f}')
-    print(f'nni / plain: step time {nni["step_s"] / plain["step_s"]:.2f}x (min {nni["min_step_s"] / plain["min_step_s"]:.2f}x, '
-          f'CPU time {nni["cpu_step_s"] / plain["cpu_step_s"]:.2f}x), peak memory {nni["peak_mb"] / plain["peak_mb"]:.2f}x')
+    ratio = {key: nni[key] / plain[key] for key in ('step_s', 'min_step_s', 'cpu_step_s', 'peak_mb')}
+    print(f'nni / plain: step time {ratio["step_s"]:.2f}x (min {ratio["min_step_s"]:.2f}x, '
+          f'CPU time {ratio["cpu_step_s"]:.2f}x), peak memory {ratio["peak_mb"]:.2f}x')
 
 
 if __name__ == '__main__':
