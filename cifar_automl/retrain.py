@@ -20,6 +20,7 @@ from torch import nn
 from . import config
 from .arch_files import describe, load_arch
 from .augment import BatchLoader
+from .cell_plot import plot_cells
 from .config import ConfigError, Option
 from .data import load_dataset
 from .files import atomic_save, atomic_write_json
@@ -134,6 +135,7 @@ def run(cfg, given=()):
         if best_weights is not None:  # a kill between the two writes may have left a newer best.pt
             save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
     atomic_write_json(arch, output_dir / 'arch.json')
+    plot_cells(arch, output_dir / 'arch.png', f'{cfg.arch or "resumed"}: {cfg.num_cells} cells, width {cfg.width}')
     log(describe(arch))
     log(f'DARTS network of {cfg.num_cells} cells, width {cfg.width}: {format_count(count_parameters(network))} '
         f'parameters without the auxiliary head | {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / '

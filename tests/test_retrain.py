@@ -37,6 +37,7 @@ def test_tiny_retrain_trains_and_writes_checkpoints_metrics_and_tensorboard(tmp_
     best = torch.load(tmp_path / retrain.BEST_CHECKPOINT, weights_only=False)
     assert best['epoch'] == metrics['best_epoch'] and any(k.startswith('auxiliary_head.') for k in best['model'])
     assert json.loads((tmp_path / 'arch.json').read_text()) == metrics['arch']
+    assert (tmp_path / 'arch.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'  # the cell, drawn
     assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
     out = capsys.readouterr().out
     assert 'node 5 = skip_connect(0) + dil_conv_3x3(2)' in out and 'epoch 2/2' in out and 'ETA' in out
