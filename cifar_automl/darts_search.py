@@ -426,6 +426,12 @@ def make_monitor(cfg, output_dir):
         def on_train_end(self, trainer, pl_module):
             self.writer.close()
 
+        def on_exception(self, trainer, pl_module, exception):
+            # Lightning turns Ctrl-C into a graceful stop and exit status 1.
+            if isinstance(exception, KeyboardInterrupt):
+                log(f'interrupted in epoch {trainer.current_epoch + 1}/{cfg.epochs}; continue with: '
+                    f'python nas/search_darts.py --resume --output_dir {output_dir}')
+
     return SearchMonitor()
 
 
@@ -472,10 +478,6 @@ def main(argv=None):
     except ConfigError as error:
         print(f'error: {error}', file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:
-        print('interrupted; continue with --resume --output_dir DIR (at most one epoch is lost)',
-              file=sys.stderr, flush=True)
-        return 130
 
 
 def run(cfg):
