@@ -31,7 +31,7 @@ import torch
 from . import config
 from .augment import BatchLoader
 from .config import ConfigError, Option
-from .data import Split, balanced_split, load_dataset
+from .data import balanced_split, load_train_test, take_subset
 from .files import atomic_write_json
 from .training import autocast_dtype, lr_at, select_device
 
@@ -140,20 +140,14 @@ def default_output_dir():
 def search_splits(cfg):
     """(weights half, architecture half) of the training images, class-balanced and seeded.
     The DARTS paper searches on the 50000 CIFAR-10 training images split 25000/25000; the
-    test images are never seen. The trial's validation split is merged back in for that (its size,
-    1, matters only to a small CIFAR-format directory, which 5000 would not fit)."""
-    data = load_dataset(cfg.dataset, cfg.data_dir, val_size=1, subset=0, seed=cfg.seed)
-    images = Split(torch.cat([data.train.images, data.val.images]), torch.cat([data.train.labels, data.val.labels]))
-    if cfg.subset > len(images):
-        raise ConfigError(f'--subset {cfg.subset} exceeds the {len(images)} training images of {cfg.dataset}')
-    if 0 < cfg.subset < len(images):
-        # The subset is the class-balanced part balanced_split holds out, so it has exactly N images.
-        _, images = balanced_split(images, cfg.subset, data.num_classes, cfg.seed + 1, source='--subset')
-    weights, arch = balanced_split(images, len(images) // 2, data.num_classes, cfg.seed, source='--subset')
+    test images are never seen."""
+    train, _, classes = load_train_test(cfg.dataset, cfg.data_dir)
+    images = take_subset(train, cfg.subset, len(classes), cfg.seed + 1)
+    weights, arch = balanced_split(images, len(images) // 2, len(classes), cfg.seed, source='--subset')
     if min(len(weights), len(arch)) < cfg.batch_size:
         raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {min(len(weights), len(arch))} images of a half '
                           f'of the {len(images)} training images: lower --batch_size or raise --subset')
-    return weights, arch, data.num_classes
+    return weights, arch, len(classes)
 
 
 def use_channels_last(cfg, device):

@@ -50,25 +50,33 @@ class ImageData:
 def load_dataset(dataset, data_dir='data', val_size=-1, subset=0, seed=0):
     """Train/val/test splits of `dataset`. The validation split is held out of the
     training images (seeded, class-balanced) so that tuning never sees the test set."""
-    if dataset == 'cifar10':
-        train, test = load_cifar10(data_dir)
-        classes = CIFAR10_CLASSES
-    elif dataset == 'digits':
-        train, test = load_digits()
-        classes = tuple(str(d) for d in range(10))
-    else:
-        raise ConfigError(f'--dataset: unknown dataset {dataset!r}; expected cifar10 or digits')
+    train, test, classes = load_train_test(dataset, data_dir)
     if val_size < 0:
         val_size = DEFAULT_VAL_SIZE[dataset]
     if val_size == 0:
         raise ConfigError('--val_size 0 leaves no validation images, and the best epoch and the NNI metric '
                           'are chosen on them; use -1 (the default) or a positive count')
     train, val = balanced_split(train, val_size, len(classes), seed, source='--val_size')
-    if subset:
-        if subset > len(train):
-            raise ConfigError(f'--subset {subset} exceeds the {len(train)} training images of {dataset}')
-        train, _ = balanced_split(train, len(train) - subset, len(classes), seed + 1, source='--subset')
-    return ImageData(train, val, test, classes)
+    return ImageData(take_subset(train, subset, len(classes), seed + 1), val, test, classes)
+
+
+def load_train_test(dataset, data_dir='data'):
+    """(train, test, class names): the dataset's own split, before any validation hold-out."""
+    if dataset == 'cifar10':
+        return (*load_cifar10(data_dir), CIFAR10_CLASSES)
+    if dataset == 'digits':
+        return (*load_digits(), tuple(str(d) for d in range(10)))
+    raise ConfigError(f'--dataset: unknown dataset {dataset!r}; expected cifar10 or digits')
+
+
+def take_subset(split, subset, num_classes, seed):
+    """`subset` images of `split`, class-balanced (0: all of them)."""
+    if not subset or subset == len(split):
+        return split
+    if subset > len(split):
+        raise ConfigError(f'--subset {subset} exceeds the {len(split)} training images')
+    # The held-out side of the split has exactly `subset` images; the kept side could have more.
+    return balanced_split(split, subset, num_classes, seed, source='--subset')[1]
 
 
 def balanced_split(split, held_out, num_classes, seed, source):

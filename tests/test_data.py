@@ -79,3 +79,10 @@ def test_archive_placed_by_hand_is_checked_and_extracted_without_network(tmp_pat
     monkeypatch.setattr(data, 'CIFAR10_URL', 'http://127.0.0.1:9/cifar-10-python.tar.gz')
     train, test = data.load_cifar10(archive.parent)
     assert len(train) == 100 and len(test) == 20
+
+
+@pytest.mark.parametrize('subset', [41, 500])
+def test_subset_has_exactly_the_images_asked_for_balanced(subset):
+    train = data.load_dataset('digits', subset=subset).train
+    assert len(train) == subset
+    assert torch.bincount(train.labels).max() - torch.bincount(train.labels).min() <= 1
