@@ -4,7 +4,6 @@ watch the smoothed training loss. Training works fastest a little below where th
 loss is lowest; past that it blows up."""
 import math
 
-import torch
 
 from .training import autocast
 

@@ -19,16 +19,14 @@ from torch import nn
 
 from . import config
 from .arch_files import describe, load_arch
-from .augment import BatchLoader
 from .cell_plot import plot_cells
 from .config import ConfigError, Option
-from .data import load_dataset
 from .files import atomic_save, atomic_write_json
 from .models.darts import build_darts, count_parameters
 from .reporting import Reporter
-from .training import (Diverged, autocast_dtype, build_optimizer, evaluate, grad_scaler, lr_at, prepare_model,
-                       select_device, train_epoch)
-from .trial import EVAL_BATCH_SIZE, test_best_epoch
+from .training import (Diverged, build_optimizer, evaluate, grad_scaler, lr_at, make_loaders, prepare_model,
+                       start_run, train_epoch)
+from .trial import test_best_epoch
 
 LAST_CHECKPOINT = 'last.pt'  # the whole state after the last finished epoch, for --resume
 BEST_CHECKPOINT = 'best.pt'  # the weights of the best validation epoch (the trial's format)
@@ -107,14 +105,7 @@ def run(cfg, given=()):
     if not cfg.resume and (output_dir / LAST_CHECKPOINT).exists():
         raise ConfigError(f'--output_dir {output_dir} already holds a run ({LAST_CHECKPOINT}); continue it with '
                           f'--resume true, or choose another --output_dir')
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = select_device(cfg.device)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
-    if cfg.batch_size > len(data.train):
-        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
+    device, amp_dtype, data = start_run(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     network = build_darts(arch, data.num_classes, cfg.width, cfg.num_cells, auxiliary=cfg.auxiliary_weight > 0,
@@ -123,10 +114,7 @@ def run(cfg, given=()):
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum, cfg.weight_decay,
                                 cfg.nesterov)
     scaler = grad_scaler(amp_dtype, device)
-    train_loader = BatchLoader(data.train, cfg.batch_size, device, train=True, crop_padding=cfg.crop_padding,
-                               flip=cfg.flip, cutout=cfg.cutout, seed=cfg.seed, channels_last=cfg.channels_last)
-    val_loader, test_loader = (BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
-                               for split in (data.val, data.test))
+    train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
     state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=-1), epochs_since_best=0, history=[], train_time=0.0)
     best_weights = None
     if checkpoint:

@@ -9,7 +9,34 @@ import time
 import torch
 from torch import nn
 
+from .augment import BatchLoader
 from .config import ConfigError
+from .data import load_dataset
+
+EVAL_BATCH_SIZE = 1000
+
+
+def start_run(cfg):
+    """The first steps of a trial and of a retrain: threads, seed, device, autocast dtype and
+    the data splits. Returns (device, amp_dtype, data); raises ConfigError."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = select_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
+    if cfg.batch_size > len(data.train):
+        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
+    return device, amp_dtype, data
+
+
+def make_loaders(cfg, data, device):
+    """(train, val, test) loaders: the training one shuffles and augments as cfg asks."""
+    train = BatchLoader(data.train, cfg.batch_size, device, train=True, crop_padding=cfg.crop_padding,
+                        flip=cfg.flip, cutout=cfg.cutout, seed=cfg.seed, channels_last=cfg.channels_last)
+    val, test = (BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
+                 for split in (data.val, data.test))
+    return train, val, test
 
 
 def select_device(name):

@@ -9,18 +9,14 @@ import torch
 from torch import nn
 
 from . import config
-from .augment import BatchLoader
 from .config import ConfigError
-from .data import load_dataset
 from .files import atomic_save
 from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
 from .models import build_model
 from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
 from .search_space import main as check_space_main
-from .training import (Diverged, at_chance, autocast_dtype, build_optimizer, evaluate, grad_scaler, lr_at,
-                       prepare_model, select_device, train_epoch)
-
-EVAL_BATCH_SIZE = 1000
+from .training import (Diverged, at_chance, build_optimizer, evaluate, grad_scaler, lr_at, make_loaders,
+                       prepare_model, start_run, train_epoch)
 
 
 def log(message):
@@ -41,14 +37,7 @@ def main(argv=None):
 
 def run(cfg):
     setup_start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    device = select_device(cfg.device)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
-    if cfg.batch_size > len(data.train):
-        raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
+    device, amp_dtype, data = start_run(cfg)
     output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width, cfg.num_cells), device,
@@ -56,18 +45,13 @@ def run(cfg):
     optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum,
                                 cfg.weight_decay, cfg.nesterov)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    train_loader = BatchLoader(data.train, cfg.batch_size, device, train=True, crop_padding=cfg.crop_padding,
-                               flip=cfg.flip, cutout=cfg.cutout, seed=cfg.seed, channels_last=cfg.channels_last)
+    train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
     log(f'{cfg.model} on {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test '
         f'images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, device {device}, '
         f'autocast {amp_dtype}, output {output_dir}')
     if cfg.find_lr:
         return find_lr(model, train_loader, optimizer, loss_fn, amp_dtype, output_dir)
 
-    def eval_loader(split):
-        return BatchLoader(split, EVAL_BATCH_SIZE, device, channels_last=cfg.channels_last)
-
-    val_loader, test_loader = eval_loader(data.val), eval_loader(data.test)
     reporter = Reporter(output_dir, cfg.logdir)
     total_steps = cfg.epochs * len(train_loader)
     warmup_steps = round(cfg.warmup_epochs * len(train_loader))
