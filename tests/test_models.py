@@ -42,14 +42,16 @@ def test_stems_keep_resolution_for_32x32_inputs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['squeezenet1_1', 'vgg16'])
-def test_lab_models_that_sat_at_chance_now_learn(name):
+@pytest.mark.parametrize('name, lr, epochs', [('squeezenet1_1', 1e-3, 8), ('vgg16', 1e-4, 3)])
+def test_lab_models_that_sat_at_chance_now_learn(name, lr, epochs):
+    """Deep and without BatchNorm, both start slowly (SGD at lr 0.01 leaves chance within a CIFAR-10
+    epoch, README); Adam shows within seconds on digits that they learn."""
     torch.manual_seed(0)
     data = load_dataset('digits')
     model = build_model(name, num_classes=10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loader = BatchLoader(data.train, 64, 'cpu', train=True, crop_padding=2)
-    for _ in range(3):
+    for _ in range(epochs):
         model.train()
         for images, labels in loader:
             optimizer.zero_grad()
