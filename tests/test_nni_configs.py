@@ -72,7 +72,7 @@ def test_quickstart_is_small_cpu_digits_tpe():
     assert cfg.dataset == 'digits' and exp.training_service.platform == 'local'
     assert exp.tuner.name == 'TPE'
     assert exp.trial_gpu_number is None  # a CPU config: NNI would wait for a GPU forever
-    assert exp.max_trial_number * cfg.epochs <= 40  # ~3 minutes on 2 cores
+    assert exp.max_trial_number * cfg.epochs <= 100  # ~3 minutes on 2 idle cores
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[p.name for p in CONFIGS])
