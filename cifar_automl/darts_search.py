@@ -456,7 +456,7 @@ def lightning_precision(cfg, device):
     fp16 needs loss scaling, and NNI's DARTS clips the weights' gradients after the backward
     but before Lightning unscales them (in its optimizer step): the clip would act on gradients
     thousands of times too large. So a GPU without bf16 searches in fp32 when clipping."""
-    dtype = autocast_dtype(cfg.precision, device)
+    dtype = autocast_dtype(cfg.precision, device, cpu_bf16_pays=False)
     if dtype == torch.float16 and cfg.grad_clip > 0:
         if cfg.precision == 'fp16':
             raise ConfigError('--precision fp16 with --grad_clip > 0: NNI\'s DARTS clips fp16 gradients before '

@@ -105,7 +105,7 @@ def run(cfg, given=()):
     if not cfg.resume and (output_dir / LAST_CHECKPOINT).exists():
         raise ConfigError(f'--output_dir {output_dir} already holds a run ({LAST_CHECKPOINT}); continue it with '
                           f'--resume true, or choose another --output_dir')
-    device, amp_dtype, data = start_run(cfg)
+    device, amp_dtype, data = start_run(cfg, cpu_bf16_pays=False)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     network = build_darts(arch, data.num_classes, cfg.width, cfg.num_cells, auxiliary=cfg.auxiliary_weight > 0,

@@ -16,14 +16,14 @@ from .data import load_dataset
 EVAL_BATCH_SIZE = 1000
 
 
-def start_run(cfg):
+def start_run(cfg, cpu_bf16_pays=True):
     """The first steps of a trial and of a retrain: threads, seed, device, autocast dtype and
     the data splits. Returns (device, amp_dtype, data); raises ConfigError."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = select_device(cfg.device)
-    amp_dtype = autocast_dtype(cfg.precision, device)
+    amp_dtype = autocast_dtype(cfg.precision, device, cpu_bf16_pays)
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.subset, cfg.seed)
     if cfg.batch_size > len(data.train):
         raise ConfigError(f'--batch_size {cfg.batch_size} exceeds the {len(data.train)} training images')
@@ -47,16 +47,21 @@ def select_device(name):
     return torch.device(name)
 
 
-def autocast_dtype(precision, device):
-    """bf16 where the hardware has it (with AVX512-BF16 it trains resnet9 ~2.2x faster than
+def autocast_dtype(precision, device, cpu_bf16_pays=True):
+    """bf16 where the hardware has it (with AVX512-BF16 it trains resnet9 ~2.8x faster than
     fp32 on CPU, bench/bench_trial.py), fp16 on GPUs without bf16; CPUs without bf16
-    units emulate it slower than fp32, so they stay in fp32."""
+    units emulate it slower than fp32, so they stay in fp32. `cpu_bf16_pays=False` keeps a
+    network of depthwise convolutions (DARTS) in fp32 on CPU: there bf16 ran slower (retrain
+    174 vs 245 img/s), and torch 2.14's channels-last bf16 backward of its dilated 5x5
+    convolution returned non-finite gradients."""
     if precision == 'fp32':
         return None
     if precision == 'auto':
         if device.type == 'cuda':
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+        if cpu_bf16_pays and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        return None
     return {'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
 
 

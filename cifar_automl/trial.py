@@ -12,7 +12,7 @@ from . import config
 from .config import ConfigError
 from .files import atomic_save
 from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
-from .models import build_model
+from .models import DARTS_PREFIX, build_model
 from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
 from .search_space import main as check_space_main
 from .training import (Diverged, at_chance, build_optimizer, evaluate, grad_scaler, lr_at, make_loaders,
@@ -37,7 +37,7 @@ def main(argv=None):
 
 def run(cfg):
     setup_start = time.perf_counter()
-    device, amp_dtype, data = start_run(cfg)
+    device, amp_dtype, data = start_run(cfg, cpu_bf16_pays=not cfg.model.startswith(DARTS_PREFIX))
     output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
     model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width, cfg.num_cells), device,

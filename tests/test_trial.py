@@ -125,3 +125,10 @@ def test_find_lr_prints_a_suggestion_and_saves_the_plot(tmp_path):
     assert 'suggested --initial_lr' in result.stdout
     png = (tmp_path / 'lr_finder.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_darts_model_trains_in_fp32_on_cpu_where_bf16_does_not_pay(tmp_path, capsys):
+    args = ['--dataset', 'digits', '--model', 'darts:DARTS_V2', '--width', '4', '--num_cells', '3', '--subset', '64',
+            '--batch_size', '32', '--epochs', '1', '--log_frequency', '0', '--output_dir', str(tmp_path)]
+    assert trial.main(args) == 0
+    assert 'autocast None' in capsys.readouterr().out
