@@ -8,11 +8,22 @@ argparse, the NNI parameter check and the search-space check all read OPTIONS.
 import argparse
 import dataclasses
 import math
+import sys
 
 
 class ConfigError(ValueError):
     """Bad user input, raised before any training starts. The message names the
     source (flag, NNI parameter, file), the key and what is allowed."""
+
+
+def exit_status(work):
+    """Run `work()` for an entry script and return its exit status: bad input is printed as
+    `error: ...` on stderr and gives 2, before anything was trained."""
+    try:
+        return work()
+    except ConfigError as error:
+        print(f'error: {error}', file=sys.stderr, flush=True)
+        return 2
 
 
 @dataclasses.dataclass(frozen=True)

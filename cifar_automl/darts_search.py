@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -466,12 +465,7 @@ def lightning_precision(cfg, device):
 
 
 def main(argv=None):
-    try:
-        cfg = resolve(argv)
-        return run(cfg)
-    except ConfigError as error:
-        print(f'error: {error}', file=sys.stderr, flush=True)
-        return 2
+    return config.exit_status(lambda: run(resolve(argv)))
 
 
 def run(cfg):

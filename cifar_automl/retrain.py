@@ -10,7 +10,6 @@ killed run continues with `--resume` on the same schedule and loses at most one 
 """
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -73,12 +72,7 @@ def log(message):
 
 
 def main(argv=None):
-    try:
-        cfg, given = resolve(argv)
-        return run(cfg, given)
-    except ConfigError as error:
-        print(f'error: {error}', file=sys.stderr, flush=True)
-        return 2
+    return config.exit_status(lambda: run(*resolve(argv)))
 
 
 def resolve(argv=None):

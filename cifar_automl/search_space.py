@@ -9,10 +9,9 @@ must be a tunable option, and every value a tuner can draw must pass config.chec
 """
 import json
 import math
-import sys
 from pathlib import Path
 
-from .config import OPTIONS, ConfigError, allowed, check_value
+from .config import OPTIONS, ConfigError, allowed, check_value, exit_status
 
 # Types whose draws are unbounded on at least one side: only for options without that bound.
 NORMAL_TYPES = ('normal', 'qnormal')
@@ -130,10 +129,8 @@ def tunable_names():
 
 def main(path):
     """`trial/main.py --check_space FILE`: print OK and return 0, or the error and return 2."""
-    try:
+    def check():
         names = check_space(path)
-    except ConfigError as error:
-        print(f'error: {error}', file=sys.stderr, flush=True)
-        return 2
-    print(f'{path}: OK ({len(names)} parameters: {", ".join(names)})', flush=True)
-    return 0
+        print(f'{path}: OK ({len(names)} parameters: {", ".join(names)})', flush=True)
+        return 0
+    return exit_status(check)

@@ -1,7 +1,6 @@
 """One training run, standalone or as an NNI trial (`python trial/main.py`)."""
 import dataclasses
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -9,7 +8,6 @@ import torch
 from torch import nn
 
 from . import config
-from .config import ConfigError
 from .files import atomic_save
 from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
 from .models import DARTS_PREFIX, build_model
@@ -24,15 +22,10 @@ def log(message):
 
 
 def main(argv=None):
-    try:
-        space_file = vars(config.build_parser().parse_args(argv)).get('check_space')
-        if space_file:  # before asking NNI for parameters: a check is not a trial
-            return check_space_main(space_file)
-        cfg = config.resolve(argv, nni_parameters())
-        return run(cfg)
-    except ConfigError as error:
-        print(f'error: {error}', file=sys.stderr, flush=True)
-        return 2
+    space_file = vars(config.build_parser().parse_args(argv)).get('check_space')
+    if space_file:  # before asking NNI for parameters: a check is not a trial
+        return check_space_main(space_file)
+    return config.exit_status(lambda: run(config.resolve(argv, nni_parameters())))
 
 
 def run(cfg):
