@@ -121,9 +121,12 @@ def build_parser(description='', options=None):
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name, opt in (options or OPTIONS).items():
-        kind = _parse_bool if opt.type is bool else opt.type
-        parser.add_argument(f'--{name}', type=kind, default=argparse.SUPPRESS,
-                            help=f'{opt.help} (default: {opt.default!r})', metavar=_metavar(opt))
+        if opt.type is bool:  # `--resume` alone means true; `--flip false` still switches one off
+            parser.add_argument(f'--{name}', type=_parse_bool, nargs='?', const=True, default=argparse.SUPPRESS,
+                                help=f'{opt.help} (default: {opt.default!r})', metavar='{true,false}')
+        else:
+            parser.add_argument(f'--{name}', type=opt.type, default=argparse.SUPPRESS,
+                                help=f'{opt.help} (default: {opt.default!r})', metavar=_metavar(opt))
     return parser
 
 

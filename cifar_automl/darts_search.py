@@ -15,7 +15,6 @@ Every epoch N (from 0) writes to --output_dir:
     checkpoint.ckpt     supernet, architecture weights, both optimizers, schedule, epoch (--resume)
 and at the end final.json and final.png (NNI's `export_top_models`, the same cell as the last epoch's).
 """
-import argparse
 import dataclasses
 import json
 import logging
@@ -123,11 +122,7 @@ def resolve(argv=None):
 
 
 def build_parser():
-    flags = {name: opt for name, opt in OPTIONS.items() if name != 'resume'}
-    parser = config.build_parser(__doc__.split('\n')[0], flags)
-    # A plain switch, as users type it after a crash.
-    parser.add_argument('--resume', action='store_true', default=argparse.SUPPRESS, help=OPTIONS['resume'].help)
-    return parser
+    return config.build_parser(__doc__.split('\n')[0], OPTIONS)
 
 
 def default_output_dir():

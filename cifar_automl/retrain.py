@@ -98,7 +98,7 @@ def run(cfg, given=()):
     output_dir = Path(cfg.output_dir) if cfg.output_dir else Path('outputs') / time.strftime('retrain-%Y%m%d-%H%M%S')
     if not cfg.resume and (output_dir / LAST_CHECKPOINT).exists():
         raise ConfigError(f'--output_dir {output_dir} already holds a run ({LAST_CHECKPOINT}); continue it with '
-                          f'--resume true, or choose another --output_dir')
+                          f'--resume, or choose another --output_dir')
     device, amp_dtype, data = start_run(cfg, cpu_bf16_pays=False)
     output_dir.mkdir(parents=True, exist_ok=True)
 

@@ -61,3 +61,9 @@ def test_nni_values_are_converted_and_nested_choices_flattened():
 
 def test_grad_clip_zero_means_off_and_is_allowed():
     assert resolve([], {'grad_clip': 0}).grad_clip == 0.0
+
+
+def test_switches_work_bare_or_with_a_value():
+    assert resolve(['--find_lr']).find_lr is True
+    assert resolve(['--find_lr', 'false']).find_lr is False
+    assert resolve(['--flip', 'false', '--nesterov']).flip is False
