@@ -15,8 +15,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 from matplotlib.path import Path  # noqa: E402
 
-CELL_TYPES = ('normal', 'reduce')
-NODES = (2, 3, 4, 5)  # 0 and 1 are the cell's inputs
+from .arch_files import CELL_TYPES, NODES, to_genotype  # noqa: E402
 INPUT_NAMES = ('c_{k-2}', 'c_{k-1}')
 
 # Colours of the node kinds, as in the DARTS paper's figures.
@@ -25,13 +24,8 @@ INPUT_COLOUR, NODE_COLOUR, OUTPUT_COLOUR = '#a6d96a', '#abd9e9', '#fdae61'
 
 def cell_edges(arch, cell):
     """[(from_node, to_node, op)] of one cell: two edges into each of the nodes 2..5."""
-    edges = []
-    for node in NODES:
-        for edge in (0, 1):
-            source = arch[f'{cell}/input_{node}_{edge}']
-            source = source[0] if isinstance(source, (list, tuple)) else source
-            edges.append((int(source), node, arch[f'{cell}/op_{node}_{edge}']))
-    return edges
+    ops_and_inputs = getattr(to_genotype(arch), cell)  # node 2's two edges, then node 3's, ...
+    return [(source, NODES[i // 2], op) for i, (op, source) in enumerate(ops_and_inputs)]
 
 
 # Every node sits on one line, left to right in the order the cell computes them: the inputs,
