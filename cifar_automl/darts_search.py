@@ -31,7 +31,7 @@ from .augment import BatchLoader
 from .config import ConfigError, Option
 from .data import balanced_split, load_train_test, take_subset
 from .files import atomic_write_json
-from .training import autocast_dtype, lr_at, select_device
+from .training import autocast_dtype, log, lr_at, select_device
 
 # ============================================================ Config
 # The DARTS paper's CIFAR-10 search (section 3.3 and its cnn/train_search.py) is the default.
@@ -89,10 +89,6 @@ CONFIG_FILE = 'search_config.json'
 CHECKPOINT_FILE = 'checkpoint.ckpt'
 FINAL_NAME = 'final'
 GUMBEL_TEMPERATURE = (1.0, 0.33)  # NNI's GumbelDARTS default: linear from 1.0 to 0.33 over the search
-
-
-def log(message):
-    print(message, flush=True)
 
 
 def resolve(argv=None):

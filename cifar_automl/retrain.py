@@ -23,9 +23,8 @@ from .config import ConfigError, Option
 from .files import atomic_save, atomic_write_json
 from .models.darts import build_darts, count_parameters
 from .reporting import Reporter
-from .training import (Diverged, build_optimizer, evaluate, grad_scaler, lr_at, make_loaders, prepare_model,
-                       start_run, train_epoch)
-from .trial import test_best_epoch
+from .training import (Diverged, build_optimizer, evaluate, grad_scaler, log, lr_at, make_loaders, prepare_model,
+                       start_run, test_best_epoch, train_epoch)
 
 LAST_CHECKPOINT = 'last.pt'  # the whole state after the last finished epoch, for --resume
 BEST_CHECKPOINT = 'best.pt'  # the weights of the best validation epoch (the trial's format)
@@ -65,10 +64,6 @@ RESUME_MAY_CHANGE = ('resume', 'output_dir', 'data_dir', 'device', 'precision', 
 
 RetrainConfig = dataclasses.make_dataclass(
     'RetrainConfig', [(name, opt.type, dataclasses.field(default=opt.default)) for name, opt in OPTIONS.items()])
-
-
-def log(message):
-    print(message, flush=True)
 
 
 def main(argv=None):

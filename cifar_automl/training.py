@@ -39,6 +39,10 @@ def make_loaders(cfg, data, device):
     return train, val, test
 
 
+def log(message):
+    print(message, flush=True)
+
+
 def select_device(name):
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -208,3 +212,25 @@ def grad_scaler(amp_dtype, device):
 def at_chance(accuracy, num_classes):
     """A validation accuracy no better than guessing (with a margin for noise)."""
     return accuracy < 100 * 1.5 / num_classes
+
+
+def test_best_epoch(model, best_path, best, test_loader, data, amp_dtype, train_time, epochs_run):
+    """Test the best-validation weights saved in `best_path` (the trial's and the retrain's end). Returns the
+    final metrics for NNI ('default': the best validation accuracy) and the per-class test accuracy."""
+    if best['epoch'] >= 0:
+        checkpoint = torch.load(best_path, map_location=test_loader.labels.device)
+        getattr(model, '_orig_mod', model).load_state_dict(checkpoint['model'])
+    test = evaluate(model, test_loader, data.num_classes, amp_dtype)
+    log_per_class(data.classes, test.per_class_accuracy)
+    log(f'best epoch {best["epoch"] + 1}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}% '
+        f'({train_time:.1f}s training)')
+    final = {'default': max(0.0, best['val_acc']), 'test_acc': test.accuracy, 'test_loss': test.loss,
+             'best_epoch': best['epoch'], 'epochs_run': epochs_run, 'train_time': train_time}
+    final = {key: value for key, value in final.items() if math.isfinite(value)}  # a diverged run has NaN loss
+    return final, dict(zip(data.classes, test.per_class_accuracy))
+
+
+def log_per_class(classes, accuracies):
+    log('per-class test accuracy:')
+    for name, accuracy in zip(classes, accuracies):
+        log(f'  {name:>12} {accuracy:6.2f}%')

@@ -1,10 +1,8 @@
 """One training run, standalone or as an NNI trial (`python trial/main.py`)."""
 import dataclasses
-import math
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from . import config
@@ -13,12 +11,8 @@ from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
 from .models import DARTS_PREFIX, build_model
 from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
 from .search_space import main as check_space_main
-from .training import (Diverged, at_chance, build_optimizer, evaluate, grad_scaler, lr_at, make_loaders,
-                       prepare_model, start_run, train_epoch)
-
-
-def log(message):
-    print(message, flush=True)
+from .training import (Diverged, at_chance, build_optimizer, evaluate, grad_scaler, log, lr_at, make_loaders,
+                       prepare_model, start_run, test_best_epoch, train_epoch)
 
 
 def main(argv=None):
@@ -91,28 +85,6 @@ def run(cfg):
     reporter.final(final, details)
     log(f'wrote {output_dir / "metrics.json"}')
     return 0
-
-
-def test_best_epoch(model, best_path, best, test_loader, data, amp_dtype, train_time, epochs_run):
-    """Test the best-validation weights saved in `best_path` (shared with the retrain). Returns the
-    final metrics for NNI ('default': the best validation accuracy) and the per-class test accuracy."""
-    if best['epoch'] >= 0:
-        checkpoint = torch.load(best_path, map_location=test_loader.labels.device)
-        getattr(model, '_orig_mod', model).load_state_dict(checkpoint['model'])
-    test = evaluate(model, test_loader, data.num_classes, amp_dtype)
-    log_per_class(data.classes, test.per_class_accuracy)
-    log(f'best epoch {best["epoch"] + 1}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}% '
-        f'({train_time:.1f}s training)')
-    final = {'default': max(0.0, best['val_acc']), 'test_acc': test.accuracy, 'test_loss': test.loss,
-             'best_epoch': best['epoch'], 'epochs_run': epochs_run, 'train_time': train_time}
-    final = {key: value for key, value in final.items() if math.isfinite(value)}  # a diverged run has NaN loss
-    return final, dict(zip(data.classes, test.per_class_accuracy))
-
-
-def log_per_class(classes, accuracies):
-    log('per-class test accuracy:')
-    for name, accuracy in zip(classes, accuracies):
-        log(f'  {name:>12} {accuracy:6.2f}%')
 
 
 def find_lr(model, loader, optimizer, loss_fn, amp_dtype, output_dir):
