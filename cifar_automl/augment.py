@@ -22,8 +22,7 @@ def normalize(images_uint8, dtype=torch.float32):
 
 def batch_flip_lr(images, generator=None):
     """Mirror a random half of the images left-right."""
-    flip = torch.rand(len(images), device=images.device, generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+    return flip_where(images, torch.rand(len(images), device=images.device, generator=generator) < 0.5)
 
 
 def batch_crop(images, padding, generator=None):
@@ -54,10 +53,17 @@ def batch_cutout(images, size, generator=None):
     return images.masked_fill(square, 0)
 
 
+def flip_where(images, mask):
+    return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
 def augment(images, crop_padding=0, flip=False, cutout=0, generator=None):
+    """flip: False, True (each image at random), or a boolean tensor saying which images to mirror."""
     if crop_padding:
         images = batch_crop(images, crop_padding, generator)
-    if flip:
+    if isinstance(flip, torch.Tensor):
+        images = flip_where(images, flip)
+    elif flip:
         images = batch_flip_lr(images, generator)
     if cutout:
         images = batch_cutout(images, cutout, generator)
@@ -69,16 +75,26 @@ class BatchLoader:
 
     With `train=True` the order is reshuffled and each batch augmented every epoch,
     and the last partial batch is dropped (it would make BatchNorm noisy).
+
+    Alternating flip (airbench): each image is mirrored at random in the first epoch, then
+    the other way in every odd epoch and the same way in every even one. Over any two epochs
+    the network sees both sides of every image, where independent coin flips show half of
+    the images one side only; it is worth most in short runs.
     """
 
     def __init__(self, split, batch_size, device, train=False, crop_padding=0, flip=False, cutout=0,
-                 seed=0, channels_last=False):
+                 seed=0, channels_last=False, alternate_flip=False):
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
         self.train = train
-        self.augmentation = dict(crop_padding=crop_padding, flip=flip, cutout=cutout)
+        self.augmentation = dict(crop_padding=crop_padding, cutout=cutout)
+        self.flip = flip
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.first_flips = None
+        if flip and alternate_flip:
+            self.first_flips = torch.rand(len(self.labels), device=device, generator=self.generator) < 0.5
+        self.epoch = 0  # counts passes, for the alternating flip; a resumed run sets it
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self):
@@ -92,9 +108,12 @@ class BatchLoader:
             order = torch.randperm(n, device=self.labels.device, generator=self.generator)
         else:
             order = torch.arange(n, device=self.labels.device)
+        flips = self.flip if self.first_flips is None else self.first_flips ^ bool(self.epoch % 2)
+        self.epoch += self.train
         for step in range(len(self)):
             index = order[step * self.batch_size:(step + 1) * self.batch_size]
             images = normalize(self.images[index])
             if self.train:
-                images = augment(images, generator=self.generator, **self.augmentation)
+                flip = flips[index] if isinstance(flips, torch.Tensor) else flips
+                images = augment(images, flip=flip, generator=self.generator, **self.augmentation)
             yield images.contiguous(memory_format=self.memory_format), self.labels[index]

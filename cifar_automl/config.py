@@ -34,6 +34,7 @@ class Option:
     low: float = None  # inclusive bounds for numbers
     high: float = None
     tunable: bool = True  # may be set by an NNI parameter (paths and run modes may not)
+    off: object = None  # for a part of the training recipe: the value that switches it off
 
     @property
     def type(self):
@@ -52,27 +53,56 @@ OPTIONS = {
     'num_workers': Option(0, 'kept for the course lab\'s command lines: the pipeline runs on '
                              'tensors on the device and needs no loader workers', low=0),
     # model
-    'model': Option('resnet9', 'network; see cifar_automl/models. darts:PATH is a searched DARTS cell: '
-                               'any architecture file retrain/retrain.py reads, or DARTS_V2 (the paper\'s)'),
-    'width': Option(64, 'base channel width: resnet9\'s first stage (then 2x, 4x), or the channels of a darts: '
-                        'model\'s first cells (36 in the DARTS paper)', low=4, high=1024),
+    'model': Option('airbench', 'network; see cifar_automl/models. darts:PATH is a searched DARTS cell: '
+                                'any architecture file retrain/retrain.py reads, or DARTS_V2 (the paper\'s)'),
+    'width': Option(64, 'base channel width: airbench\'s first group (then 4x, 4x), resnet9\'s first stage '
+                        '(then 2x, 4x), or the channels of a darts: model\'s first cells (36 in the DARTS paper)',
+                    low=4, high=1024),
     'num_cells': Option(8, 'cells of a darts: model (reduction cells at 1/3 and 2/3 of the depth)', low=3, high=100),
     # optimisation
     'optimizer': Option('sgd', 'optimizer', choices=('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad')),
-    'initial_lr': Option(0.2, 'learning rate at the start of the cosine (after warmup)', low=1e-7, high=10.0),
-    'ending_lr': Option(0.0, 'learning rate the cosine ends at, on the last step', low=0.0, high=10.0),
-    'warmup_epochs': Option(0.0, 'linear warmup from 0 to initial_lr before the cosine', low=0.0, high=100.0),
-    'momentum': Option(0.9, 'SGD/RMSprop momentum (Adam: beta1)', low=0.0, high=0.9999),
+    'initial_lr': Option(1.5, 'learning rate at the peak of the schedule (after warmup), for a batch of '
+                              'lr_batch_size images', low=1e-7, high=100.0),
+    'ending_lr': Option(0.105, 'learning rate on the last step, for a batch of lr_batch_size images',
+                        low=0.0, high=100.0),
+    'lr_batch_size': Option(1024, 'the batch size initial_lr and ending_lr are given for: at another batch_size '
+                                  'both scale in proportion (and with them the weight decay per step), so that '
+                                  'batch_size can be tuned without re-tuning the lr. 0: use them as given',
+                            low=0, off=0),
+    'lr_schedule': Option('linear', 'after the warmup, decay linearly or along a cosine to ending_lr',
+                          choices=('linear', 'cosine'), off='cosine'),
+    'warmup_epochs': Option(2.3, 'linear warmup from 0 to initial_lr, at most a quarter of the run', low=0.0,
+                            high=100.0, off=0.0),
+    'momentum': Option(0.85, 'SGD/RMSprop momentum (Adam: beta1)', low=0.0, high=0.9999),
     'nesterov': Option(True, 'Nesterov momentum for SGD'),
-    'weight_decay': Option(5e-4, 'L2 weight decay', low=0.0, high=1.0),
-    'label_smoothing': Option(0.2, 'label smoothing of the cross-entropy loss', low=0.0, high=0.99),
-    'batch_size': Option(256, 'training batch size', low=1, high=65536),
+    'weight_decay': Option(1.33e-3, 'L2 weight decay (PyTorch\'s, applied through the learning rate)',
+                           low=0.0, high=1.0),
+    'bias_lr_scale': Option(64.0, 'SGD: learning rate multiplier of the BatchNorm biases (their weight decay is '
+                                  'divided by it); Adam-family optimizers ignore it', low=0.01, high=1000.0, off=1.0),
+    'lookahead': Option(0.95, 'lookahead: every 5 steps the weights move to an average of themselves with this '
+                              'decay per step, ramped up over the run (0: off)', low=0.0, high=0.9999, off=0.0),
+    'label_smoothing': Option(0.2, 'label smoothing of the cross-entropy loss', low=0.0, high=0.99, off=0.0),
+    'logit_scale': Option(1 / 9, 'the loss sees the logits times this', low=1e-3, high=100.0, off=1.0),
+    'batch_size': Option(0, 'training batch size; 0: the largest power of two up to 512 that gives at least '
+                            '32 steps an epoch (512 on CIFAR-10, 32 on digits)', low=0, high=65536),
     'epochs': Option(10, 'training epochs', low=1, high=100000),
     'grad_clip': Option(0.0, 'clip the gradient norm to this value; 0 means no clipping', low=0.0),
+    # network initialisation and normalisation
+    'whiten': Option(True, 'airbench\'s first layer is fitted to whiten 2x2 patches of the training images '
+                           'and frozen (false: learned)', off=False),
+    'whiten_bias_epochs': Option(3, 'epochs the whitening layer\'s bias trains before it freezes', low=0),
+    'dirac_init': Option(True, 'each 3x3 convolution starts as the identity on its first channels', off=False),
+    'bn_momentum': Option(0.4, 'BatchNorm running-statistics momentum (PyTorch\'s sense: weight of the new '
+                               'batch; PyTorch\'s default is 0.1)', low=0.0, high=1.0, off=0.1),
+    'freeze_bn_scale': Option(True, 'keep the BatchNorm scales at 1 (the biases still learn)', off=False),
     # augmentation
-    'crop_padding': Option(4, 'pad-and-random-crop padding in pixels (0: off)', low=0, high=16),
+    'crop_padding': Option(2, 'pad-and-random-crop padding in pixels (0: off)', low=0, high=16, off=4),
     'flip': Option(True, 'random horizontal flip'),
+    'alternate_flip': Option(True, 'flip each image the other way than in the epoch before, from a random '
+                                   'first epoch', off=False),
     'cutout': Option(0, 'cutout square side in pixels; 0 is off', low=0, high=32),
+    'tta': Option(2, 'test-time augmentation of the final evaluation, reported beside the plain accuracy: '
+                     '0 none, 1 mirror, 2 mirror and 1-pixel shifts', choices=(0, 1, 2), off=0),
     # speed
     'device': Option('auto', 'where to train', choices=('auto', 'cpu', 'cuda'), tunable=False),
     'precision': Option('auto', 'autocast dtype; auto: bf16 (fp16 on GPUs without bf16)',
@@ -92,15 +122,20 @@ OPTIONS = {
                      tunable=False),
     'find_lr': Option(False, 'run the learning-rate range test instead of training', tunable=False),
     'preset': Option('', 'a named group of defaults (see PRESETS), overridden by explicit flags',
-                     choices=('', 'cpu'), tunable=False),
+                     choices=('', 'cpu', 'plain'), tunable=False),
     'check_space': Option('', 'check an NNI search-space JSON file against these options, print OK or the '
                               'problem, and exit (0 or 2) without training', tunable=False),
 }
 
+# The parts of the training recipe: each option with a value that switches it off.
+RECIPE_PARTS = {name: opt.off for name, opt in OPTIONS.items() if opt.off is not None}
+
 # Named defaults for a whole kind of run. Explicit flags and NNI parameters win.
 PRESETS = {
-    # 84.6% CIFAR-10 test accuracy in 131 s of training on 2 CPU cores (README).
     'cpu': dict(width=32, epochs=10),
+    # Every part of the recipe off: the plain training a lab script does (cosine, random flip and
+    # 4-pixel crops, learning rate as given), for the lab's search spaces and as the ablation's floor.
+    'plain': {**RECIPE_PARTS, 'ending_lr': 0.0},
 }
 
 TrialConfig = dataclasses.make_dataclass(
@@ -132,7 +167,7 @@ def build_parser(description='', options=None):
 
 def _metavar(opt):
     if opt.choices:
-        return '{' + ','.join(c for c in opt.choices if c) + '}'
+        return '{' + ','.join(str(c) for c in opt.choices if c != '') + '}'
     return opt.type.__name__.upper()
 
 

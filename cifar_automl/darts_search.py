@@ -60,7 +60,7 @@ OPTIONS = {
     'arch_beta2': Option(0.999, 'architecture Adam beta2', low=0.0, high=0.9999),
     'arch_weight_decay': Option(1e-3, 'architecture Adam weight decay', low=0.0, high=1.0),
     # augmentation (the paper's search crops and flips both halves)
-    'crop_padding': _TRIAL['crop_padding'],
+    'crop_padding': dataclasses.replace(_TRIAL['crop_padding'], default=4, off=None),
     'flip': _TRIAL['flip'],
     # speed
     'device': _TRIAL['device'],

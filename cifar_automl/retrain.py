@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from . import config
 from .arch_files import describe, load_arch
@@ -23,20 +22,21 @@ from .config import ConfigError, Option
 from .files import atomic_save, atomic_write_json
 from .models.darts import build_darts, count_parameters
 from .reporting import Reporter
-from .training import (Diverged, build_optimizer, evaluate, grad_scaler, log, lr_at, make_loaders, prepare_model,
-                       start_run, test_best_epoch, train_epoch)
+from .training import (Diverged, Recipe, evaluate, grad_scaler, log, make_loaders, prepare_model, start_run,
+                       test_best_epoch, train_epoch)
 
 LAST_CHECKPOINT = 'last.pt'  # the whole state after the last finished epoch, for --resume
 BEST_CHECKPOINT = 'best.pt'  # the weights of the best validation epoch (the trial's format)
 
-# The trial's options that mean the same here, with the DARTS paper's values where it sets them.
-PAPER_DEFAULTS = dict(width=36, num_cells=20, epochs=600, batch_size=96, optimizer='sgd', initial_lr=0.025,
-                      ending_lr=0.0, momentum=0.9, nesterov=False, weight_decay=3e-4, label_smoothing=0.0,
-                      cutout=16, grad_clip=5.0)
-SHARED = ('dataset', 'data_dir', 'val_size', 'subset', 'width', 'num_cells', 'optimizer', 'initial_lr', 'ending_lr',
-          'warmup_epochs', 'momentum', 'nesterov', 'weight_decay', 'label_smoothing', 'batch_size', 'epochs',
-          'grad_clip', 'crop_padding', 'flip', 'cutout', 'device', 'precision', 'channels_last', 'compile', 'threads',
-          'seed', 'log_frequency', 'output_dir', 'logdir')
+# The trial's options that mean the same here, with the DARTS paper's values where it sets them. Its
+# recipe has none of airbench's parts, so each starts switched off (config.RECIPE_PARTS), but the
+# test-time augmentation, which changes no training, is reported beside the paper's plain accuracy.
+PAPER_DEFAULTS = dict(config.RECIPE_PARTS, width=36, num_cells=20, epochs=600, batch_size=96, optimizer='sgd',
+                      initial_lr=0.025, ending_lr=0.0, momentum=0.9, nesterov=False, weight_decay=3e-4,
+                      label_smoothing=0.0, cutout=16, grad_clip=5.0, tta=2)
+# The whitening layer is airbench's, which a DARTS network has not.
+SHARED = tuple(name for name in config.OPTIONS if name not in (
+    'model', 'whiten', 'whiten_bias_epochs', 'num_workers', 'divergence_epochs', 'find_lr', 'preset', 'check_space'))
 RETRAIN_ONLY = {
     'arch': Option('', 'the cell to train: an epoch_N.json of the DARTS search, an NNI 1.x/2.0 DARTS JSON, '
                        'a DARTS Genotype(...) text file, or a published cell: DARTS_V1, DARTS_V2', tunable=False),
@@ -100,14 +100,13 @@ def run(cfg, given=()):
     network = build_darts(arch, data.num_classes, cfg.width, cfg.num_cells, auxiliary=cfg.auxiliary_weight > 0,
                           drop_path_prob=cfg.drop_path_prob)
     model = prepare_model(network, device, cfg.channels_last, cfg.compile)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum, cfg.weight_decay,
-                                cfg.nesterov)
     scaler = grad_scaler(amp_dtype, device)
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
+    training = Recipe(cfg, model, len(train_loader))
     state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=-1), epochs_since_best=0, history=[], train_time=0.0)
     best_weights = None
     if checkpoint:
-        restore(checkpoint, network, optimizer, scaler, train_loader)
+        restore(checkpoint, network, training, scaler, train_loader)
         state, best_weights = checkpoint['state'], checkpoint['best_model']
         if best_weights is not None:  # a kill between the two writes may have left a newer best.pt
             save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
@@ -119,14 +118,7 @@ def run(cfg, given=()):
         f'{len(data.test)} test images | device {device}, autocast {amp_dtype} | output {output_dir}')
 
     steps_per_epoch = len(train_loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-
-    def schedule(step):
-        return lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr, warmup_steps)
-
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    model_forward = auxiliary_forward(loss_fn, cfg.auxiliary_weight) if cfg.auxiliary_weight > 0 else None
+    model_forward = auxiliary_forward(training.loss, cfg.auxiliary_weight) if cfg.auxiliary_weight > 0 else None
     reporter = Reporter(output_dir, cfg.logdir or output_dir / 'tensorboard')
     stopped_early = None
     first_epoch = state['epoch']
@@ -140,12 +132,13 @@ def run(cfg, given=()):
             break
         network.set_drop_path_prob(cfg.drop_path_prob * epoch / cfg.epochs)
         try:
-            stats = train_epoch(model, train_loader, optimizer, loss_fn, schedule, epoch * steps_per_epoch, epoch,
-                                amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency, log, model_forward)
+            stats = train_epoch(model, train_loader, training.optimizer, training.loss, training.lr,
+                                epoch * steps_per_epoch, epoch, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency,
+                                log, model_forward, training.after_step)
         except Diverged as reason:
             stopped_early = str(reason)
             break
-        val = evaluate(model, val_loader, data.num_classes, amp_dtype)
+        val = evaluate(model, val_loader, data.num_classes, amp_dtype, logit_scale=cfg.logit_scale)
         metrics = {'default': val.accuracy, 'val_acc': val.accuracy, 'val_loss': val.loss,
                    'train_loss': stats.train_loss, 'train_acc': stats.train_acc, 'lr': stats.lr,
                    'drop_path_prob': cfg.drop_path_prob * epoch / cfg.epochs, 'epoch_time': stats.epoch_time,
@@ -161,7 +154,7 @@ def run(cfg, given=()):
             save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
         else:
             state['epochs_since_best'] += 1
-        save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, optimizer, scaler, train_loader,
+        save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, training, scaler, train_loader,
                         best_weights)
         remaining = (cfg.epochs - state['epoch']) * (time.perf_counter() - loop_start) / (state['epoch'] - first_epoch)
         log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
@@ -170,8 +163,8 @@ def run(cfg, given=()):
             f'{stats.images_per_s:.0f} img/s, ETA {format_duration(remaining)}')
     if stopped_early:
         log(f'stopped early: {stopped_early}')
-    final, per_class = test_best_epoch(model, output_dir / BEST_CHECKPOINT, state['best'], test_loader, data,
-                                       amp_dtype, state['train_time'], state['epoch'])
+    final, per_class = test_best_epoch(model, output_dir / BEST_CHECKPOINT, state['best'], (val_loader, test_loader),
+                                       data, amp_dtype, state['train_time'], state['epoch'], cfg.tta, cfg.logit_scale)
     details = {'per_class_test_acc': per_class, 'stopped_early': stopped_early, 'history': state['history'],
                'parameters': count_parameters(network), 'arch': arch, 'config': dataclasses.asdict(cfg)}
     reporter.final(final, details)
@@ -203,19 +196,24 @@ def save_best(path, weights, best, arch, cfg):
                  'config': dataclasses.asdict(cfg)}, path)
 
 
-def save_checkpoint(path, cfg, arch, state, network, optimizer, scaler, train_loader, best_weights):
+def save_checkpoint(path, cfg, arch, state, network, training, scaler, train_loader, best_weights):
     """Everything that decides the next epoch, so that a resumed run continues as if never stopped:
-    weights, optimizer moments, loss scale, the random streams of augmentation and drop path; and
-    the best epoch's weights, so that best.pt always matches the state a run resumes from."""
+    weights, optimizer moments, the lookahead's average, loss scale, the random streams of augmentation
+    and drop path; and the best epoch's weights, so that best.pt always matches the state a run resumes from."""
     atomic_save({'config': dataclasses.asdict(cfg), 'arch': arch, 'state': state, 'model': network.state_dict(),
-                 'best_model': best_weights, 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict() if scaler else None,
+                 'best_model': best_weights, 'optimizer': training.optimizer.state_dict(),
+                 'lookahead': training.lookahead.average if training.lookahead else None,
+                 'scaler': scaler.state_dict() if scaler else None,
                  'loader_rng': train_loader.generator.get_state(), 'torch_rng': torch.get_rng_state(),
                  'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path)
 
 
-def restore(checkpoint, network, optimizer, scaler, train_loader):
+def restore(checkpoint, network, training, scaler, train_loader):
     network.load_state_dict(checkpoint['model'])
-    optimizer.load_state_dict(checkpoint['optimizer'])
+    training.optimizer.load_state_dict(checkpoint['optimizer'])
+    if training.lookahead:
+        training.lookahead.average = checkpoint['lookahead']
+    train_loader.epoch = checkpoint['state']['epoch']  # the alternating flip's parity
     if scaler is not None and checkpoint['scaler'] is not None:
         scaler.load_state_dict(checkpoint['scaler'])
     train_loader.generator.set_state(checkpoint['loader_rng'])

@@ -3,16 +3,18 @@ import dataclasses
 import time
 from pathlib import Path
 
-from torch import nn
-
 from . import config
+from .augment import normalize
 from .files import atomic_save
 from .lr_finder import lr_range_test, plot_lr_range, suggest_lr
 from .models import DARTS_PREFIX, build_model
+from .recipe import fit_whitening, train_whitening_bias
 from .reporting import Reporter, default_output_dir, nni_parameters, under_nni
 from .search_space import main as check_space_main
-from .training import (Diverged, at_chance, build_optimizer, evaluate, grad_scaler, log, lr_at, make_loaders,
-                       prepare_model, start_run, test_best_epoch, train_epoch)
+from .training import (Diverged, Recipe, at_chance, evaluate, grad_scaler, log, make_loaders, prepare_model, start_run,
+                       test_best_epoch, train_epoch)
+
+WHITENING_IMAGES = 5000  # training images whose 2x2 patches fit the whitening layer (airbench's number)
 
 
 def main(argv=None):
@@ -27,25 +29,19 @@ def run(cfg):
     device, amp_dtype, data = start_run(cfg, cpu_bf16_pays=not cfg.model.startswith(DARTS_PREFIX))
     output_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     output_dir.mkdir(parents=True, exist_ok=True)
-    model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width, cfg.num_cells), device,
+    model = prepare_model(build_model(cfg.model, data.num_classes, cfg.width, cfg.num_cells, cfg.whiten), device,
                           cfg.channels_last, cfg.compile)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.initial_lr, cfg.momentum,
-                                cfg.weight_decay, cfg.nesterov)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if cfg.whiten:
+        fit_whitening(model, normalize(data.train.images[:WHITENING_IMAGES].to(device)))
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
+    training = Recipe(cfg, model, len(train_loader))
     log(f'{cfg.model} on {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test '
-        f'images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, device {device}, '
-        f'autocast {amp_dtype}, output {output_dir}')
+        f'images, batch {cfg.batch_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, '
+        f'device {device}, autocast {amp_dtype}, output {output_dir}')
     if cfg.find_lr:
-        return find_lr(model, train_loader, optimizer, loss_fn, amp_dtype, output_dir)
+        return find_lr(model, train_loader, training.optimizer, training.loss, amp_dtype, output_dir)
 
     reporter = Reporter(output_dir, cfg.logdir)
-    total_steps = cfg.epochs * len(train_loader)
-    warmup_steps = round(cfg.warmup_epochs * len(train_loader))
-
-    def schedule(step):
-        return lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr, warmup_steps)
-
     scaler = grad_scaler(amp_dtype, device)
     best = dict(val_acc=-1.0, epoch=-1)
     history = []
@@ -53,13 +49,15 @@ def run(cfg):
     train_start = time.perf_counter()
     log(f'setup took {train_start - setup_start:.1f}s; training {cfg.epochs} epochs of {len(train_loader)} steps')
     for epoch in range(cfg.epochs):
+        train_whitening_bias(model, epoch < cfg.whiten_bias_epochs)
         try:
-            stats = train_epoch(model, train_loader, optimizer, loss_fn, schedule, epoch * len(train_loader),
-                                epoch, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency, log)
+            stats = train_epoch(model, train_loader, training.optimizer, training.loss, training.lr,
+                                epoch * len(train_loader), epoch, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency,
+                                log, after_step=training.after_step)
         except Diverged as reason:
             stopped_early = str(reason)
             break
-        val = evaluate(model, val_loader, data.num_classes, amp_dtype)
+        val = evaluate(model, val_loader, data.num_classes, amp_dtype, logit_scale=cfg.logit_scale)
         metrics = {'default': val.accuracy, 'val_loss': val.loss, 'train_loss': stats.train_loss,
                    'train_acc': stats.train_acc, 'lr': stats.lr, 'epoch_time': stats.epoch_time, 'epoch': epoch}
         history.append(metrics)
@@ -78,8 +76,8 @@ def run(cfg):
     train_time = time.perf_counter() - train_start
     if stopped_early:
         log(f'stopped early: {stopped_early}')
-    final, per_class = test_best_epoch(model, output_dir / 'best.pt', best, test_loader, data, amp_dtype,
-                                       train_time, len(history))
+    final, per_class = test_best_epoch(model, output_dir / 'best.pt', best, (val_loader, test_loader), data,
+                                       amp_dtype, train_time, len(history), cfg.tta, cfg.logit_scale)
     details = {'per_class_test_acc': per_class, 'stopped_early': stopped_early, 'history': history,
                'config': dataclasses.asdict(cfg), 'nni_trial': under_nni()}
     reporter.final(final, details)

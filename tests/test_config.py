@@ -43,7 +43,7 @@ def test_unknown_flag_exits_with_usage(capsys):
     ({'batch_size': 64.5}, 'batch_size=64.5'),
     ({'momentum': 1.5}, 'momentum=1.5 is not allowed; expected float in [0.0, 0.9999]'),
     ({'optimizer': 'lion'}, "optimizer='lion' is not allowed; expected one of 'sgd'"),
-    ({'model': 'alexnet'}, "expected one of resnet9, lenet, resnet18"),
+    ({'model': 'alexnet'}, "expected one of airbench, resnet9, lenet, resnet18"),
     ({'output_dir': '/tmp'}, "'output_dir' is a run setting"),
 ])
 def test_bad_nni_parameters_are_refused_naming_parameter_and_allowed(params, needle):

@@ -12,7 +12,7 @@ LAB_MODELS = ['resnet18', 'resnet50', 'vgg16', 'vgg16_bn', 'densenet121', 'squee
 
 
 def test_zoo_has_every_lab_model_lenet_and_the_default():
-    assert set(LAB_MODELS + ['lenet', 'resnet9']) <= set(model_names())
+    assert set(LAB_MODELS + ['lenet', 'resnet9', 'airbench']) <= set(model_names())
 
 
 def test_unknown_model_is_refused_with_the_valid_names():
@@ -20,7 +20,7 @@ def test_unknown_model_is_refused_with_the_valid_names():
         build_model('resnet1000')
 
 
-@pytest.mark.parametrize('name', LAB_MODELS + ['lenet', 'resnet9'])
+@pytest.mark.parametrize('name', LAB_MODELS + ['lenet', 'resnet9', 'airbench'])
 def test_model_trains_a_step_at_32x32(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=10, width=16)

@@ -68,7 +68,7 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
     # As if killed after writing best.pt of an epoch whose last.pt never came: resuming restores the best
     # weights. The resumed epochs are made no better, so that the final test must use the restored ones.
     torch.save({'model': {}, 'epoch': 1}, tmp_path / 'killed' / retrain.BEST_CHECKPOINT)
-    monkeypatch.setattr(retrain, 'evaluate', lambda *args: Evaluation(loss=9.0, accuracy=0.0, per_class_accuracy=[]))
+    monkeypatch.setattr(retrain, 'evaluate', lambda *args, **options: Evaluation(9.0, 0.0, []))
     capsys.readouterr()
 
     assert retrain.main(['--resume', 'true', '--output_dir', str(tmp_path / 'killed')]) == 0

@@ -93,7 +93,7 @@ def test_bad_nni_parameter_stops_the_trial_before_training(tmp_path):
 
 def test_diverging_trial_stops_early_and_still_reports(tmp_path):
     env, sys_dir = nni_trial_env(tmp_path, {'initial_lr': 10.0, 'optimizer': 'rmsprop', 'epochs': 30})
-    result = run_trial(FAST + ['--precision', 'fp32'], env)
+    result = run_trial(FAST + ['--precision', 'fp32', '--preset', 'plain'], env)  # the lab's lr, as given
     assert result.returncode == 0, result.stderr
     metrics = json.loads((sys_dir / 'metrics.json').read_text())
     assert metrics['stopped_early'] and metrics['epochs_run'] < 30
@@ -132,3 +132,15 @@ def test_darts_model_trains_in_fp32_on_cpu_where_bf16_does_not_pay(tmp_path, cap
             '--batch_size', '32', '--epochs', '1', '--log_frequency', '0', '--output_dir', str(tmp_path)]
     assert trial.main(args) == 0
     assert 'autocast None' in capsys.readouterr().out
+
+
+def test_cpu_without_bf16_units_trains_in_fp32(monkeypatch):
+    """oneDNN runs bf16 on any AVX512 CPU, emulated and three times slower than fp32 there."""
+    from cifar_automl import training
+    cpu = torch.device('cpu')
+    for probe in ('_is_avx512_bf16_supported', '_is_amx_tile_supported'):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert training.autocast_dtype('auto', cpu) is None
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: True, raising=False)
+    assert training.autocast_dtype('auto', cpu) == torch.bfloat16
+    assert training.autocast_dtype('auto', cpu, cpu_bf16_pays=False) is None
