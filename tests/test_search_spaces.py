@@ -38,7 +38,7 @@ def test_every_shipped_space_passes(path):
 
 def test_shipped_spaces_cover_the_course_lab():
     names = {p.name for p in SHIPPED}
-    assert {'cifar10_lab_full.json', 'cifar10_lab_refined.json', 'cifar10_resnet9_fast.json',
+    assert {'cifar10_lab_full.json', 'cifar10_lab_refined.json', 'cifar10_fast.json',
             'quickstart_digits.json'} <= names
     full = json.loads((REPO / 'search_spaces/cifar10_lab_full.json').read_text())
     assert {'initial_lr', 'weight_decay', 'cutout', 'batch_size', 'optimizer', 'momentum', 'epochs', 'model',
