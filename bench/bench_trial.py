@@ -1,4 +1,5 @@
-"""Training throughput of the trial's pipeline against a course-style one, and start-up time.
+"""Training throughput of the trial's pipeline against a course-style one, how much of this machine's
+matrix-multiply rate it uses, and start-up time.
 
     python bench/bench_trial.py --data_dir DIR      # DIR/cifar-10-batches-py, real CIFAR-10 images
 
@@ -6,10 +7,13 @@ For each model, one epoch over the same `--images` training images at the same b
 - course-style: the lab's script, torchvision PIL transforms (RandomCrop(32, padding=4),
   RandomHorizontalFlip, ToTensor, Normalize) per image through a DataLoader, fp32 model;
 - this repo: cifar_automl's BatchLoader (tensor augmentation of whole batches) and the
-  trial's training step (channels_last, bf16 autocast on CPU), and the same without them
+  trial's training step (channels_last, bf16 autocast on CPUs with bf16 units), and the same without them
   (fp32, NCHW) to show what each part buys.
-Images/s include augmentation and the optimizer step. Then the time from `python
-trial/main.py` starting to its first training step, with the dataset cache warm.
+Images/s include augmentation and the optimizer step. The training FLOP/s of the trial's step
+(FLOPs per image counted by torch.utils.flop_counter, forward and backward) are printed as a
+fraction of the rate of a large matrix multiply in the same dtype, measured in the same run: the
+ceiling a convolutional network can approach. Then the time from `python trial/main.py` starting
+to its first training step, with the dataset cache warm.
 """
 import argparse
 import subprocess
@@ -27,7 +31,8 @@ sys.path.insert(0, str(REPO))
 from cifar_automl.augment import CIFAR10_MEAN, CIFAR10_STD, BatchLoader  # noqa: E402
 from cifar_automl.data import Split, load_cifar10  # noqa: E402
 from cifar_automl.models import build_model  # noqa: E402
-from cifar_automl.training import autocast_dtype, build_optimizer, prepare_model, train_epoch  # noqa: E402
+from cifar_automl.training import (autocast_dtype, build_optimizer, cpu_has_bf16_units, prepare_model,  # noqa: E402
+                                   train_epoch)
 
 
 class CourseStyleCifar(torch.utils.data.Dataset):
@@ -66,6 +71,24 @@ def course_style_epoch(model_name, split, batch_size, workers):
     return seen / (time.perf_counter() - start)
 
 
+def matmul_rate(dtype, size=2048, repeats=10):
+    """FLOP/s of a size x size matrix multiply: what this machine's cores can do at best."""
+    a, b = (torch.randn(size, size).to(dtype) for _ in range(2))
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
+def training_flops_per_image(model_name):
+    from torch.utils.flop_counter import FlopCounterMode
+    model, images = build_model(model_name, 10), torch.randn(8, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(images).sum().backward()
+    return counter.get_total_flops() / len(images)
+
+
 def repo_epoch(model_name, split, batch_size, fast):
     torch.manual_seed(0)
     device = torch.device('cpu')
@@ -74,7 +97,7 @@ def repo_epoch(model_name, split, batch_size, fast):
     loader = BatchLoader(split, batch_size, device, train=True, crop_padding=4, flip=True, channels_last=fast)
     amp = autocast_dtype('auto' if fast else 'fp32', device)
     stats = train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), lambda step: 0.05, 0, 0, amp)
-    return stats.images_per_s
+    return stats.images_per_s, amp or torch.float32
 
 
 def time_to_first_step(data_dir):
@@ -95,7 +118,8 @@ def time_to_first_step(data_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--data_dir', required=True)
-    parser.add_argument('--models', default='lenet,resnet9')
+    parser.add_argument('--models', default='lenet,resnet9,airbench', help='airbench is the default model, resnet9 '
+                        'the one before it')
     parser.add_argument('--images', type=int, default=10000, help='training images in the benchmark epoch')
     parser.add_argument('--batch_size', type=int, default=256)
     parser.add_argument('--workers', type=int, default=2, help='DataLoader workers of the course-style pipeline')
@@ -104,14 +128,19 @@ def main():
     train, _ = load_cifar10(args.data_dir)  # also warms the uint8 cache for the start-up timing
     pick = torch.from_numpy(np.random.default_rng(0).permutation(len(train))[:args.images])
     split = Split(train.images[pick], train.labels[pick])
+    peak = {dtype: matmul_rate(dtype) for dtype in (torch.float32, torch.bfloat16)}
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, '
-          f'batch {args.batch_size}')
-    print(f'{"model":>8} {"course img/s":>13} {"fp32 NCHW":>10} {"bf16+CL":>9} {"speed-up":>9}')
+          f'batch {args.batch_size}; matmul {peak[torch.float32] / 1e9:.0f} GFLOP/s fp32, '
+          f'{peak[torch.bfloat16] / 1e9:.0f} GFLOP/s bf16 (CPU bf16 units: {cpu_has_bf16_units()})')
+    print(f'{"model":>8} {"course img/s":>13} {"fp32 NCHW":>10} {"trial":>6} {"dtype":>9} {"speed-up":>9} '
+          f'{"GFLOP/img":>10} {"GFLOP/s":>8} {"of matmul":>10}')
     for name in args.models.split(','):
         course = course_style_epoch(name, split, args.batch_size, args.workers)
-        plain = repo_epoch(name, split, args.batch_size, fast=False)
-        fast = repo_epoch(name, split, args.batch_size, fast=True)
-        print(f'{name:>8} {course:13.0f} {plain:10.0f} {fast:9.0f} {fast / course:8.2f}x', flush=True)
+        plain, _ = repo_epoch(name, split, args.batch_size, fast=False)
+        fast, dtype = repo_epoch(name, split, args.batch_size, fast=True)
+        flops = training_flops_per_image(name)
+        print(f'{name:>8} {course:13.0f} {plain:10.0f} {fast:6.0f} {str(dtype)[6:]:>9} {fast / course:8.2f}x '
+              f'{flops / 1e9:10.3f} {fast * flops / 1e9:8.1f} {fast * flops / peak[dtype]:9.1%}', flush=True)
     print(f'start to first training step (cached dataset): {time_to_first_step(args.data_dir):.2f} s')
 
 

@@ -105,7 +105,8 @@ OPTIONS = {
                      '0 none, 1 mirror, 2 mirror and 1-pixel shifts', choices=(0, 1, 2), off=0),
     # speed
     'device': Option('auto', 'where to train', choices=('auto', 'cpu', 'cuda'), tunable=False),
-    'precision': Option('auto', 'autocast dtype; auto: bf16 (fp16 on GPUs without bf16)',
+    'precision': Option('auto', 'autocast dtype; auto: bf16 on GPUs and on CPUs with bf16 units, fp16 on GPUs '
+                                'without bf16, else fp32',
                         choices=('auto', 'fp32', 'bf16', 'fp16'), tunable=False),
     'channels_last': Option(True, 'NHWC memory format (faster convolutions on GPU and CPU)', tunable=False),
     'compile': Option(False, 'torch.compile the model (pays on GPU for runs of minutes or more)', tunable=False),
