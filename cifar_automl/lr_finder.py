@@ -8,9 +8,11 @@ import math
 from .training import autocast
 
 
-def lr_range_test(model, loader, optimizer, loss_fn, amp_dtype=None, start_lr=1e-6, end_lr=10.0,
+def lr_range_test(model, loader, optimizer, loss_fn, amp_dtype=None, scaler=None, start_lr=1e-6, end_lr=10.0,
                   steps=100, smoothing=0.98):
-    """Returns (lrs, smoothed_losses); stops early once the loss passes 4x its minimum."""
+    """Returns (lrs, smoothed_losses); stops early once the loss passes 4x its minimum. `scaler`: the
+    training's GradScaler under fp16, without which small gradients underflow to zero and the test
+    sees a flat loss."""
     device = loader.labels.device
     model.train()
     lrs, losses = [], []
@@ -24,8 +26,13 @@ def lr_range_test(model, loader, optimizer, loss_fn, amp_dtype=None, start_lr=1e
             with autocast(device, amp_dtype):
                 loss = loss_fn(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)  # skipped on an overflow; the loss still counts
+                scaler.update()
             average = smoothing * average + (1 - smoothing) * loss.item()
             smoothed = average / (1 - smoothing ** (step + 1))  # bias correction of the running mean
             if not math.isfinite(smoothed) or smoothed > 4 * best:

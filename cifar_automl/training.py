@@ -4,6 +4,7 @@ a diverged run."""
 import contextlib
 import dataclasses
 import math
+import os
 import time
 
 import torch
@@ -13,6 +14,7 @@ from . import recipe
 from .augment import BatchLoader
 from .config import ConfigError
 from .data import load_dataset
+from .reporting import under_nni
 
 EVAL_BATCH_SIZE = 1000
 # batch_size 0: the largest power of two up to AUTO_BATCH_MAX that gives AUTO_BATCH_MIN_STEPS steps an epoch.
@@ -63,11 +65,55 @@ def log(message):
 
 
 def select_device(name):
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ConfigError('--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto')
-    return torch.device(name)
+    """`--device` (auto, cpu, cuda, cuda:N) as a torch.device. Fails rather than train on the CPU when a
+    GPU was asked for, by the flag or by NNI (which hands a trial its GPUs in CUDA_VISIBLE_DEVICES).
+    On CUDA it turns on cuDNN's autotuner: every batch has the same shape, so the fastest convolution
+    algorithm is found once (the DARTS search's Lightning Trainer leaves the setting as it is)."""
+    if name == 'cpu':
+        return torch.device('cpu')
+    if not torch.cuda.is_available():
+        if name != 'auto':
+            raise ConfigError(f'--device {name}: {cuda_unusable()}')
+        if under_nni() and nni_gave_a_gpu():
+            raise ConfigError(f'--device auto: NNI gave this trial a GPU (CUDA_VISIBLE_DEVICES='
+                              f'{os.environ["CUDA_VISIBLE_DEVICES"]}), but {cuda_unusable()}')
+        return torch.device('cpu')
+    device = torch.device('cuda' if name == 'auto' else name)
+    if device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise ConfigError(f'--device {name}: torch sees {torch.cuda.device_count()} GPU(s), numbered from 0 '
+                              f'(CUDA_VISIBLE_DEVICES={os.environ.get("CUDA_VISIBLE_DEVICES", "unset")})')
+        torch.cuda.set_device(device)  # so that nothing (RNG, compiled kernels) lands on GPU 0
+    torch.backends.cudnn.benchmark = True
+    return device
+
+
+# The oldest NVIDIA driver each CUDA major version of the torch wheel runs on (CUDA's minor version
+# compatibility); requirements.txt pins torch built for CUDA 13.0.
+MIN_DRIVER = {'12': '525', '13': '580'}
+
+
+def cuda_unusable():
+    """Why torch cannot use a GPU here, and what to do, for error messages."""
+    if torch.version.cuda is None:
+        return (f'this torch ({torch.__version__}) is the CPU-only build; for the CUDA one, pip uninstall torch '
+                f'torchvision, then pip install -r requirements.txt; or use --device cpu (docs/gpu.md)')
+    driver = MIN_DRIVER.get(torch.version.cuda.split('.')[0], 'the one its CUDA version needs')
+    return (f'torch {torch.__version__} cannot use CUDA. It is built for CUDA {torch.version.cuda}, which needs an '
+            f'NVIDIA driver >= {driver} (nvidia-smi shows yours) and a visible GPU (CUDA_VISIBLE_DEVICES='
+            f'{os.environ.get("CUDA_VISIBLE_DEVICES", "unset")}); fix the driver, or use --device cpu (docs/gpu.md)')
+
+
+def nni_gave_a_gpu():
+    """NNI's local and remote training services set CUDA_VISIBLE_DEVICES to the GPUs a trial asked for
+    with trialGpuNumber (an empty string for 0; without trialGpuNumber, the manager's own value)."""
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES', '').strip()
+    return bool(visible) and not visible.startswith('-')  # -1 hides every GPU
+
+
+def cpu_state_dict(module):
+    """A copy of the weights on the CPU: a checkpoint that torch.load reads on a machine without a GPU."""
+    return {name: tensor.detach().to('cpu', copy=True) for name, tensor in module.state_dict().items()}
 
 
 def cpu_has_bf16_units():
@@ -88,7 +134,8 @@ def autocast_dtype(precision, device, cpu_bf16_pays=True):
         return None
     if precision == 'auto':
         if device.type == 'cuda':
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # Emulated bf16 (a T4, a V100) is slower than fp16, and torch 2.14 counts it unless told not to.
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
         if cpu_bf16_pays and cpu_has_bf16_units():
             return torch.bfloat16
         return None
@@ -219,9 +266,10 @@ class EpochStats:
 
 def train_epoch(model, loader, optimizer, loss_fn, schedule, first_step, epoch, amp_dtype,
                 grad_clip=0.0, scaler=None, log_frequency=0, log=print, model_forward=None, after_step=None):
-    """One pass over `loader`. `schedule(step)` gives the learning rate of global step `step`
-    (times each parameter group's 'lr_scale'). `model_forward(model, images, labels) -> (loss,
-    logits)` lets a caller add terms (the retrain's auxiliary head); `after_step(steps taken)`
+    """One pass over `loader`, the run's epoch number `epoch` (counted from 1, for messages).
+    `schedule(step)` gives the learning rate of global step `step` (times each parameter group's
+    'lr_scale'). `model_forward(model, images, labels) -> (loss, logits)` lets a caller add terms
+    (the auxiliary head of a DARTS network); `after_step(steps taken)`
     runs after each optimizer step (the lookahead). Raises Diverged on a non-finite loss."""
     model.train()
     device = loader.labels.device
@@ -297,9 +345,10 @@ def at_chance(accuracy, num_classes):
 
 def test_best_epoch(model, best_path, best, loaders, data, amp_dtype, train_time, epochs_run, tta=0, logit_scale=1.0):
     """Test the best-validation weights saved in `best_path` (the trial's and the retrain's end), plain and
-    with test-time augmentation. `loaders`: (val, test). Returns the final metrics for NNI ('default':
+    with test-time augmentation. `best`: {'val_acc', 'epoch'}, the epoch counted from 1 (0: none finished).
+    `loaders`: (val, test). Returns the final metrics for NNI ('default':
     the best plain validation accuracy, the scale of the per-epoch reports) and the per-class test accuracy."""
-    if best['epoch'] >= 0:
+    if best['epoch']:  # 0: no epoch finished
         checkpoint = torch.load(best_path, map_location=loaders[1].labels.device)
         getattr(model, '_orig_mod', model).load_state_dict(checkpoint['model'])
     val_loader, test_loader = loaders
@@ -313,7 +362,7 @@ def test_best_epoch(model, best_path, best, loaders, data, amp_dtype, train_time
         per_class = test_tta.per_class_accuracy
     log_per_class(data.classes, per_class, 'with test-time augmentation' if tta else '')
     with_tta = f' ({final["val_acc_tta"]:.2f}% and {final["test_acc_tta"]:.2f}% with TTA)' if tta else ''
-    log(f'best epoch {best["epoch"] + 1}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}%'
+    log(f'best epoch {best["epoch"]}: val acc {max(0.0, best["val_acc"]):.2f}%, test acc {test.accuracy:.2f}%'
         f'{with_tta} ({train_time:.1f}s training)')
     final.update(best_epoch=best['epoch'], epochs_run=epochs_run, train_time=train_time)
     final = {key: value for key, value in final.items() if math.isfinite(value)}  # a diverged run has NaN loss

@@ -26,7 +26,20 @@ def test_base_image_is_pinned_to_the_python_of_requirements():
     assert tag.startswith('3.11.'), 'requirements.txt is pinned for Python 3.11'
     # The PyPI torch wheel brings CUDA; these ask the NVIDIA runtime for the driver and nvidia-smi.
     env = ' '.join(instructions('ENV'))
-    assert 'NVIDIA_VISIBLE_DEVICES=all' in env and 'compute' in env and 'utility' in env
+    assert 'NVIDIA_DRIVER_CAPABILITIES=compute,utility' in env
+
+
+def test_the_image_takes_only_the_gpus_docker_run_gives_it():
+    """NVIDIA_VISIBLE_DEVICES=all baked in would hand every GPU of the host to any container of the
+    image where the NVIDIA runtime is the default, `--gpus` or not."""
+    assert 'NVIDIA_VISIBLE_DEVICES' not in ' '.join(instructions('ENV'))
+    assert '--gpus all' in DOCKERFILE
+
+
+def test_torch_compile_finds_a_c_compiler_for_triton():
+    [install] = [run for run in instructions('RUN') if 'apt-get install' in run]
+    assert 'gcc' in install.split() and 'libc6-dev' in install.split()
+    assert 'rm -rf /var/lib/apt/lists/*' in install  # the package index stays out of the image
 
 
 def test_requirements_are_installed_from_the_file_before_the_code():

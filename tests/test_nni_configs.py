@@ -11,10 +11,11 @@ from pathlib import Path
 
 import nni_node
 import pytest
+import torch
 import yaml
 from nni.experiment.config import ExperimentConfig
 
-from cifar_automl import config
+from cifar_automl import config, trial
 from cifar_automl.search_space import check_space
 from conftest import REPO
 
@@ -72,7 +73,7 @@ def test_quickstart_is_small_cpu_digits_tpe():
     assert cfg.dataset == 'digits' and exp.training_service.platform == 'local'
     assert exp.tuner.name == 'TPE'
     assert exp.trial_gpu_number is None  # a CPU config: NNI would wait for a GPU forever
-    assert exp.max_trial_number * cfg.epochs <= 100  # ~3 minutes on 2 idle cores
+    assert exp.max_trial_number * cfg.epochs <= 100  # about 2 minutes on 2 idle cores (quickstart.yml)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=[p.name for p in CONFIGS])
@@ -166,7 +167,44 @@ GPU_CONFIGS = [p for p in CONFIGS if load(p).trial_gpu_number and load(p).traini
 def test_there_are_local_gpu_configs():
     names = {p.name for p in GPU_CONFIGS}
     assert {'cifar10_tpe.yml', 'cifar10_random.yml', 'cifar10_anneal.yml', 'cifar10_hyperband.yml',
-            'remote.yml'} <= names
+            'remote.yml', 'darts_retrain_gpu.yml'} <= names
+
+
+ALL_GPU_CONFIGS = [p for p in CONFIGS if load(p).trial_gpu_number]
+
+
+@pytest.mark.parametrize('path', ALL_GPU_CONFIGS, ids=[p.name for p in ALL_GPU_CONFIGS])
+def test_gpu_config_trial_fails_at_once_where_cuda_is_unusable(path, monkeypatch, capsys):
+    """An NVIDIA driver too old for torch's CUDA 13.0 leaves torch.cuda.is_available() False: the trial
+    NNI placed on a GPU must fail, naming the driver, not train on the CPU for hours."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.version, 'cuda', '13.0')
+    flags = trial_flags(path)
+    assert config.resolve(flags).device == 'cuda'
+    assert trial.main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --device cuda: ') and 'NVIDIA driver >= 580' in err and 'docs/gpu.md' in err
+
+
+@pytest.mark.parametrize('path', GPU_CONFIGS, ids=[p.name for p in GPU_CONFIGS])
+def test_gpu_config_says_how_to_scale_to_more_gpus(path):
+    """trialConcurrency is two trials per GPU of one machine; the comments say what to set on more."""
+    text = path.read_text()
+    assert 'On N GPUs: trialConcurrency 2N' in text or '2 x machines x GPUs' in text
+
+
+def test_cpu_configs_do_not_ask_for_a_gpu():
+    for path in CONFIGS:
+        if load(path).trial_gpu_number is None:
+            assert not config.resolve(trial_flags(path)).device.startswith('cuda'), path.name
+
+
+def test_darts_retrain_has_a_gpu_variant_with_the_same_trials():
+    cpu_path, gpu_path = REPO / 'nni_configs/darts_retrain.yml', REPO / 'nni_configs/darts_retrain_gpu.yml'
+    cpu, gpu = load(cpu_path), load(gpu_path)
+    assert cpu.trial_gpu_number is None and gpu.trial_gpu_number == 1
+    assert gpu.search_space_file == cpu.search_space_file and gpu.tuner.json() == cpu.tuner.json()
+    assert trial_flags(gpu_path) == ['--device', 'cuda'] + trial_flags(cpu_path)
 
 
 @pytest.mark.parametrize('path', GPU_CONFIGS, ids=[p.name for p in GPU_CONFIGS])

@@ -1,0 +1,195 @@
+"""The paths a CUDA machine takes, proved on a CPU: torch's CUDA probes are replaced by what a GPU
+machine (or a broken one) answers. bench/gpu_check.py runs the same paths on a real GPU."""
+import inspect
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from cifar_automl import augment, config, training, trial
+from cifar_automl.config import ConfigError
+from cifar_automl.lr_finder import lr_range_test
+from conftest import REPO
+
+FAST = ['--dataset', 'digits', '--width', '16', '--batch_size', '64', '--log_frequency', '0', '--device', 'cpu']
+
+
+@pytest.fixture
+def broken_cuda(monkeypatch):
+    """The CUDA 13.0 wheel under an NVIDIA driver older than 580: torch sees no GPU."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.version, 'cuda', '13.0')
+    monkeypatch.delenv('NNI_PLATFORM', raising=False)
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """torch sees two GPUs; what select_device asks of them is recorded."""
+    chosen = []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    monkeypatch.setattr(torch.cuda, 'set_device', chosen.append)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)  # restored after the test
+    return chosen
+
+
+@pytest.mark.parametrize('value', ['auto', 'cpu', 'cuda', 'cuda:0', 'cuda:12'])
+def test_device_takes_a_gpu_index(value):
+    assert config.resolve(['--device', value]).device == value
+
+
+@pytest.mark.parametrize('value', ['gpu', 'cuda:', 'cuda:-1', 'cuda:one', 'mps', 'CUDA'])
+def test_device_refuses_anything_else_before_training(value, capsys):
+    assert trial.main(['--device', value]) == 2
+    assert capsys.readouterr().err == (f"error: --device: device={value!r} is not allowed; expected auto, cpu, cuda, "
+                                       f"or cuda:N (N: the index of a visible GPU, from 0)\n")
+
+
+@pytest.mark.parametrize('name', ['cuda', 'cuda:0'])
+def test_asking_for_a_gpu_that_torch_cannot_use_fails_naming_the_driver(broken_cuda, name):
+    with pytest.raises(ConfigError, match=rf'--device {name}: torch .* is built for CUDA 13.0, which needs an '
+                                          r'NVIDIA driver >= 580 \(nvidia-smi shows yours\)'):
+        training.select_device(name)
+
+
+def test_a_cpu_only_torch_says_so(broken_cuda, monkeypatch):
+    monkeypatch.setattr(torch.version, 'cuda', None)
+    with pytest.raises(ConfigError, match='is the CPU-only build; for the CUDA one, pip uninstall torch torchvision'):
+        training.select_device('cuda')
+
+
+def test_auto_fails_under_nni_when_nni_gave_the_trial_a_gpu_it_cannot_use(broken_cuda, monkeypatch):
+    monkeypatch.setenv('NNI_PLATFORM', 'local')
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0')
+    with pytest.raises(ConfigError, match=r'--device auto: NNI gave this trial a GPU \(CUDA_VISIBLE_DEVICES=0\), '
+                                          r'but torch .* driver >= 580'):
+        training.select_device('auto')
+
+
+@pytest.mark.parametrize('visible, nni', [('', 'local'), ('-1', 'local'), (None, 'local'), ('0', None)])
+def test_auto_trains_on_the_cpu_where_no_gpu_was_given(broken_cuda, monkeypatch, visible, nni):
+    """A trial that asked NNI for no GPU (trialGpuNumber 0 sets CUDA_VISIBLE_DEVICES to ''), or a
+    standalone run: auto means the CPU when torch sees no GPU."""
+    if visible is not None:
+        monkeypatch.setenv('CUDA_VISIBLE_DEVICES', visible)
+    if nni:
+        monkeypatch.setenv('NNI_PLATFORM', nni)
+    assert training.select_device('auto') == torch.device('cpu')
+
+
+def test_a_trial_asking_for_an_unusable_gpu_exits_2_before_loading_data(broken_cuda, tmp_path, capsys):
+    assert trial.main(['--device', 'cuda:1', '--data_dir', str(tmp_path / 'nothing'),
+                       '--output_dir', str(tmp_path / 'out')]) == 2
+    assert capsys.readouterr().err.startswith('error: --device cuda:1: torch')
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'nothing').exists()
+
+
+def test_cuda_n_picks_that_gpu_and_turns_on_cudnn_autotuning(two_gpus):
+    assert training.select_device('cuda:1') == torch.device('cuda', 1)
+    assert two_gpus == [torch.device('cuda', 1)]  # the current device: nothing lands on GPU 0
+    assert torch.backends.cudnn.benchmark
+    assert training.select_device('cuda') == torch.device('cuda')
+    assert training.select_device('cpu') == torch.device('cpu')
+
+
+def test_cuda_n_beyond_the_visible_gpus_is_refused(two_gpus):
+    with pytest.raises(ConfigError, match=r'--device cuda:2: torch sees 2 GPU\(s\), numbered from 0'):
+        training.select_device('cuda:2')
+
+
+def test_a_gpu_with_only_emulated_bf16_trains_in_fp16(monkeypatch):
+    """torch 2.14 counts emulated bf16 (a T4, a V100) as supported unless told not to."""
+    assert 'including_emulation' in inspect.signature(torch.cuda.is_bf16_supported).parameters
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
+    cuda = torch.device('cuda')
+    assert training.autocast_dtype('auto', cuda) == torch.float16
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)
+    assert training.autocast_dtype('auto', cuda) == torch.bfloat16
+
+
+def test_batches_are_normalised_without_a_host_to_device_copy_each(monkeypatch):
+    """Building the mean and std from Python numbers on a GPU blocks the CPU every batch."""
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    loader = augment.BatchLoader(augment_split(images), 16, 'cpu', train=True, crop_padding=2, flip=True)
+    next(iter(loader))
+    made = []
+    tensor = torch.tensor
+    monkeypatch.setattr(augment.torch, 'tensor', lambda *args, **kwargs: made.append(args) or tensor(*args, **kwargs))
+    assert len(list(loader)) == 4 and made == []
+    mean, std = (tensor(stats).view(1, 3, 1, 1) for stats in (augment.CIFAR10_MEAN, augment.CIFAR10_STD))
+    assert torch.equal(augment.normalize(images), (images.float() - mean) / std)
+
+
+def augment_split(images):
+    from cifar_automl.data import Split
+    return Split(images, torch.arange(len(images)) % 10)
+
+
+def test_checkpoint_weights_are_cpu_copies():
+    """torch.load of a best.pt holding CUDA tensors fails on a machine without a GPU."""
+    model = nn.Linear(3, 2)
+    weights = training.cpu_state_dict(model)
+    assert all(tensor.device.type == 'cpu' and not tensor.requires_grad for tensor in weights.values())
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert not torch.equal(weights['weight'], model.weight)  # a copy, not the live tensor
+
+
+def test_an_out_of_memory_trial_fails_with_its_batch_size(tmp_path, monkeypatch, capsys):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB.\nmore details')
+
+    monkeypatch.setattr(trial, 'train_epoch', out_of_memory)
+    assert trial.main(FAST + ['--epochs', '1', '--output_dir', str(tmp_path)]) == trial.OUT_OF_MEMORY == 3
+    err = capsys.readouterr().err
+    assert err.startswith('error: out of GPU memory at batch size 64 with --model airbench --width 16: CUDA out '
+                          'of memory. Tried to allocate 2.00 GiB. Lower --batch_size')
+    assert 'more details' not in err and not (tmp_path / 'metrics.json').exists()
+
+
+def test_the_lr_finder_scales_the_loss_under_fp16(tmp_path, monkeypatch):
+    """fp16 gradients below ~6e-8 round to zero: the range test needs the training's GradScaler."""
+    seen = {}
+
+    def range_test(model, loader, optimizer, loss_fn, amp_dtype, scaler):
+        seen.update(amp_dtype=amp_dtype, scaler=scaler)
+        return [1e-3, 1e-2, 1e-1], [2.0, 1.0, 3.0]
+
+    monkeypatch.setattr(trial, 'lr_range_test', range_test)
+    assert trial.main(FAST + ['--find_lr', 'true', '--precision', 'fp16', '--output_dir', str(tmp_path)]) == 0
+    assert seen['amp_dtype'] == torch.float16 and isinstance(seen['scaler'], torch.amp.GradScaler)
+
+
+def test_the_lr_finder_with_a_scaler_takes_the_same_steps():
+    """The scaled loss is unscaled before each step: without an overflow the weights move as in fp32."""
+    class Loader:
+        labels = torch.arange(8) % 2
+
+        def __iter__(self):
+            yield torch.linspace(-1, 1, 32).view(8, 4), self.labels
+
+    def range_test(scaler):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        lrs, losses = lr_range_test(model, Loader(), optimizer, nn.functional.cross_entropy, None, scaler,
+                                    start_lr=1e-3, end_lr=1.0, steps=6)
+        return losses, model.weight.detach()
+
+    plain_losses, plain_weight = range_test(None)
+    scaled_losses, scaled_weight = range_test(torch.amp.GradScaler('cpu', init_scale=2.0 ** 10))
+    assert len(scaled_losses) == 6 and scaled_losses == pytest.approx(plain_losses)
+    assert torch.allclose(scaled_weight, plain_weight)
+
+
+def test_gpu_check_on_a_machine_without_cuda_says_so_and_exits_0(broken_cuda, capsys):
+    sys.path.insert(0, str(REPO / 'bench'))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / 'bench'))
+    assert gpu_check.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('no CUDA GPU: torch') and 'NVIDIA driver >= 580' in out
