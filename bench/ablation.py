@@ -7,8 +7,8 @@ value (config.RECIPE_PARTS), one after another, each in OUT/NAME. A run whose me
 not run again, so a stopped ablation continues where it was. Then prints a markdown table of the
 test accuracy (plain and with test-time augmentation) and its change against the full recipe, and
 writes it to OUT/ablation.md. Flags after `--` go to every run. Test-time augmentation is not a
-run of its own (every run reports both accuracies), nor is lr_batch_size (at the default batch
-size it changes nothing).
+run of its own (every run reports both accuracies), nor is lr_batch_size (off, the learning rate is
+used as given for the batch: at the default batch of 512 that doubles it rather than removing a part).
 """
 import argparse
 import json
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cifar_automl.config import RECIPE_PARTS  # noqa: E402
+from cifar_automl.config import RECIPE_PARTS, ArgumentParser  # noqa: E402
 
 NOT_RUN = {'tta', 'lr_batch_size'}
 # run name: (what is switched off, its options). A part of several options switches them together.
@@ -50,9 +50,10 @@ def off_flags(names):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data_dir', required=True)
-    parser.add_argument('--out', default='runs/ablation')
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data_dir', required=True, help='the directory holding cifar-10-batches-py')
+    parser.add_argument('--out', default='runs/ablation', help='a directory per run, and ablation.md '
+                        '(default: runs/ablation)')
     parser.add_argument('trial_flags', nargs='*', help='after --: flags for every run')
     args = parser.parse_args()
     out = Path(args.out)

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cifar_automl import darts_search  # noqa: E402
+from cifar_automl.config import ArgumentParser  # noqa: E402
 
 
 def resident_mb():
@@ -168,10 +169,11 @@ def measure(variant, args, home):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--width', type=int, default=8)
-    parser.add_argument('--num_cells', type=int, default=5)
-    parser.add_argument('--batch_size', type=int, default=32)
+    parser = ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--width', type=int, default=8, help='the supernet\'s channel width')
+    parser.add_argument('--num_cells', type=int, default=5, help='the supernet\'s cells')
+    parser.add_argument('--batch_size', type=int, default=32, help='images in the weights batch and in the '
+                        'architecture batch')
     parser.add_argument('--steps', type=int, default=5, help='timed steps')
     parser.add_argument('--warmup', type=int, default=1, help='untimed steps first')
     parser.add_argument('--threads', type=int, default=1,

@@ -28,6 +28,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cifar_automl.config import ArgumentParser  # noqa: E402
 from cifar_automl.augment import CIFAR10_MEAN, CIFAR10_STD, BatchLoader  # noqa: E402
 from cifar_automl.data import Split, load_cifar10  # noqa: E402
 from cifar_automl.models import build_model  # noqa: E402
@@ -96,7 +97,7 @@ def repo_epoch(model_name, split, batch_size, fast):
     optimizer = build_optimizer('sgd', model.parameters(), 0.05, 0.9, 5e-4, nesterov=True)
     loader = BatchLoader(split, batch_size, device, train=True, crop_padding=4, flip=True, channels_last=fast)
     amp = autocast_dtype('auto' if fast else 'fp32', device)
-    stats = train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), lambda step: 0.05, 0, 0, amp)
+    stats = train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), lambda step: 0.05, 0, 1, amp)
     return stats.images_per_s, amp or torch.float32
 
 
@@ -116,13 +117,15 @@ def time_to_first_step(data_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data_dir', required=True)
-    parser.add_argument('--models', default='lenet,resnet9,airbench', help='airbench is the default model, resnet9 '
-                        'the one before it')
-    parser.add_argument('--images', type=int, default=10000, help='training images in the benchmark epoch')
-    parser.add_argument('--batch_size', type=int, default=256)
-    parser.add_argument('--workers', type=int, default=2, help='DataLoader workers of the course-style pipeline')
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--data_dir', required=True, help='the directory holding cifar-10-batches-py')
+    parser.add_argument('--models', default='lenet,resnet9,airbench', help='comma-separated; airbench is the '
+                        'default model, resnet9 the one before it (default: lenet,resnet9,airbench)')
+    parser.add_argument('--images', type=int, default=10000, help='training images in the benchmark epoch '
+                        '(default: 10000)')
+    parser.add_argument('--batch_size', type=int, default=256, help='the batch of every pipeline (default: 256)')
+    parser.add_argument('--workers', type=int, default=2, help='DataLoader workers of the course-style pipeline '
+                        '(default: 2)')
     args = parser.parse_args()
 
     train, _ = load_cifar10(args.data_dir)  # also warms the uint8 cache for the start-up timing

@@ -26,7 +26,7 @@ import json
 import re
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import ConfigError
 
 CELL_TYPES = ('normal', 'reduce')
 NODES = (2, 3, 4, 5)  # 0 and 1 are the cell's inputs

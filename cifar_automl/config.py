@@ -7,13 +7,12 @@ argparse, the NNI parameter check and the search-space check all read OPTIONS.
 """
 import argparse
 import dataclasses
+import difflib
 import math
+import re
 import sys
 
-
-class ConfigError(ValueError):
-    """Bad user input, raised before any training starts. The message names the
-    source (flag, NNI parameter, file), the key and what is allowed."""
+from .errors import ConfigError  # noqa: F401 (re-exported: entry scripts and tests import it from here)
 
 
 def exit_status(work):
@@ -59,6 +58,10 @@ OPTIONS = {
                         '(then 2x, 4x), or the channels of a darts: model\'s first cells (36 in the DARTS paper)',
                     low=4, high=1024),
     'num_cells': Option(8, 'cells of a darts: model (reduction cells at 1/3 and 2/3 of the depth)', low=3, high=100),
+    'auxiliary_weight': Option(0.4, 'a darts: model\'s auxiliary head (at 2/3 of the depth, used in training only): '
+                                    'the weight of its loss (0: no auxiliary head)', low=0.0, high=10.0),
+    'drop_path_prob': Option(0.2, 'a darts: model\'s drop-path probability, ramped linearly from 0 at the first '
+                                  'epoch to this at the last (0: no drop path)', low=0.0, high=0.9),
     # optimisation
     'optimizer': Option('sgd', 'optimizer', choices=('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad')),
     'initial_lr': Option(1.5, 'learning rate at the peak of the schedule (after warmup), for a batch of '
@@ -104,11 +107,14 @@ OPTIONS = {
     'tta': Option(2, 'test-time augmentation of the final evaluation, reported beside the plain accuracy: '
                      '0 none, 1 mirror, 2 mirror and 1-pixel shifts', choices=(0, 1, 2), off=0),
     # speed
-    'device': Option('auto', 'where to train', choices=('auto', 'cpu', 'cuda'), tunable=False),
-    'precision': Option('auto', 'autocast dtype; auto: bf16 on GPUs and on CPUs with bf16 units, fp16 on GPUs '
-                                'without bf16, else fp32',
+    'device': Option('auto', 'where to train: auto (the GPU torch sees first, else the CPU), cpu, cuda, or cuda:N '
+                             '(the N-th GPU that CUDA_VISIBLE_DEVICES leaves visible); a GPU asked for and not '
+                             'usable is an error, not a CPU run', tunable=False),
+    'precision': Option('auto', 'autocast dtype; auto: bf16 on GPUs and on CPUs with bf16 units (AVX512-BF16 or '
+                                'AMX), fp16 on GPUs without bf16, else fp32 (and fp32 for a darts: model on CPU)',
                         choices=('auto', 'fp32', 'bf16', 'fp16'), tunable=False),
-    'channels_last': Option(True, 'NHWC memory format (faster convolutions on GPU and CPU)', tunable=False),
+    'channels_last': Option(True, 'NHWC memory format of the model and the batches (the layout GPU '
+                                  'convolutions run fastest in)', tunable=False),
     'compile': Option(False, 'torch.compile the model (pays on GPU for runs of minutes or more)', tunable=False),
     'threads': Option(0, 'CPU threads for torch (0: torch\'s default)', low=0, tunable=False),
     # stopping a dead trial early
@@ -117,16 +123,19 @@ OPTIONS = {
     # run control
     'seed': Option(0, 'random seed (data split, init, augmentation)', low=0),
     'log_frequency': Option(50, 'print progress every this many steps (0: only per epoch)', low=0, tunable=False),
-    'output_dir': Option('', 'where metrics.json and best.pt go; default: the NNI trial\'s output '
-                             'directory, else outputs/<time>', tunable=False),
-    'logdir': Option('', 'TensorBoard directory when standalone (under NNI: <trial output>/tensorboard)',
-                     tunable=False),
+    'output_dir': Option('', 'where metrics.json and best.pt go (default: the NNI trial\'s output '
+                             'directory under NNI, else outputs/trial-<time>)', tunable=False),
+    'logdir': Option('', 'TensorBoard directory when standalone (default: none); under NNI always '
+                         '<trial output>/tensorboard', tunable=False),
     'find_lr': Option(False, 'run the learning-rate range test instead of training', tunable=False),
-    'preset': Option('', 'a named group of defaults (see PRESETS), overridden by explicit flags',
+    'preset': Option('', 'a named group of defaults, overridden by explicit flags: cpu is width 32, 10 epochs; '
+                         'plain switches every part of the recipe off (the lab\'s training) (default: none)',
                      choices=('', 'cpu', 'plain'), tunable=False),
     'check_space': Option('', 'check an NNI search-space JSON file against these options, print OK or the '
                               'problem, and exit (0 or 2) without training', tunable=False),
 }
+
+DEVICE = re.compile(r'auto|cpu|cuda(:\d+)?')  # what --device accepts
 
 # The parts of the training recipe: each option with a value that switches it off.
 RECIPE_PARTS = {name: opt.off for name, opt in OPTIONS.items() if opt.off is not None}
@@ -152,17 +161,75 @@ def _parse_bool(text):
     raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for every entry script: a bad command line is one `error: ...` line, as bad values
+    are, and an unknown flag names the closest known ones instead of printing the usage.
+    No abbreviations: the flags are NNI parameter names, and a prefix that works today would
+    become ambiguous when a flag is added."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, unknown = self.parse_known_args(args, namespace)
+        for arg in unknown:
+            if arg.startswith('-'):
+                self.error(unknown_flag_message(arg.split('=')[0], self.flags()))
+        if unknown:
+            self.error(f'unexpected argument{"s" * (len(unknown) > 1)} {" ".join(unknown)}; every value follows '
+                       f'its --flag')
+        return namespace
+
+    def flags(self):
+        return [flag for action in self._actions for flag in action.option_strings if flag.startswith('--')]
+
+    def error(self, message):
+        self.exit(2, f'error: {message} (--help lists every flag)\n')
+
+
+# What users type for the words of a flag name, so that --learning_rate finds --initial_lr.
+SHORT_WORDS = {'learning_rate': 'lr', 'learningrate': 'lr', 'num_epochs': 'epochs', 'n_epochs': 'epochs'}
+
+
+def closest_names(name, names):
+    """Up to 4 of `names` that `name` may have meant: the same with '_' for '-', names spelled alike
+    (difflib), then names sharing a word with it, in the order of `names` (--help's)."""
+    name = name.replace('-', '_').lower()
+    for long, short in SHORT_WORDS.items():
+        name = name.replace(long, short)
+    if name in names:
+        return [name]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    words = set(name.split('_'))
+    close += [known for known in names if words & set(known.split('_')) and known not in close]
+    return close[:4]
+
+
+def did_you_mean(candidates):
+    if not candidates:
+        return ''
+    listed = candidates[0] if len(candidates) == 1 else ', '.join(candidates[:-1]) + ' or ' + candidates[-1]
+    return f'; did you mean {listed}?'
+
+
+def unknown_flag_message(flag, known):
+    """`unknown flag --lr; did you mean --initial_lr, --ending_lr, ...?`"""
+    candidates = closest_names(flag.lstrip('-'), [k[2:] for k in known])
+    return f'unknown flag {flag}' + did_you_mean(['--' + name for name in candidates])
+
+
 def build_parser(description='', options=None):
-    """A flag per option of `options` (default: the trial's OPTIONS)."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """A flag per option of `options` (default: the trial's OPTIONS). An option whose default is ''
+    says in its help what leaving it out does."""
+    parser = ArgumentParser(description=description)
     for name, opt in (options or OPTIONS).items():
+        help = opt.help if opt.default == '' else f'{opt.help} (default: {opt.default!r})'
         if opt.type is bool:  # `--resume` alone means true; `--flip false` still switches one off
             parser.add_argument(f'--{name}', type=_parse_bool, nargs='?', const=True, default=argparse.SUPPRESS,
-                                help=f'{opt.help} (default: {opt.default!r})', metavar='{true,false}')
+                                help=help, metavar='{true,false}')
         else:
-            parser.add_argument(f'--{name}', type=opt.type, default=argparse.SUPPRESS,
-                                help=f'{opt.help} (default: {opt.default!r})', metavar=_metavar(opt))
+            parser.add_argument(f'--{name}', type=opt.type, default=argparse.SUPPRESS, help=help,
+                                metavar=_metavar(opt))
     return parser
 
 
@@ -175,6 +242,8 @@ def _metavar(opt):
 def allowed(name, options=None):
     """What options[name] accepts, in words, for error messages."""
     opt = (options or OPTIONS)[name]
+    if name == 'device':
+        return "auto, cpu, cuda, or cuda:N (N: the index of a visible GPU, from 0)"
     if name == 'model':
         from .models import model_names
         return 'one of ' + ', '.join(model_names()) + ', or darts:PATH (a DARTS architecture file)'
@@ -191,7 +260,9 @@ def check_value(name, value, source, options=None):
     """Return `value` converted to the option's type, or raise ConfigError naming `source`."""
     options = options or OPTIONS
     if name not in options:
-        raise ConfigError(f'{source}: unknown parameter {name!r}; known: {", ".join(options)}')
+        close = closest_names(name, list(options))
+        raise ConfigError(f'{source}: unknown parameter {name!r}' + (did_you_mean([repr(c) for c in close]) if close
+                                                                    else f'; known: {", ".join(options)}'))
     opt = options[name]
     bad = ConfigError(f'{source}: {name}={value!r} is not allowed; expected {allowed(name, options)}')
     if opt.type is bool:
@@ -210,6 +281,8 @@ def check_value(name, value, source, options=None):
     elif not isinstance(value, str):
         raise bad
     if opt.choices is not None and value not in opt.choices:
+        raise bad
+    if name == 'device' and not DEVICE.fullmatch(value):
         raise bad
     if name == 'model':
         from .models import DARTS_PREFIX, is_model_name

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError
-from .files import atomic_save
+from .errors import ConfigError
+from .files import atomic_save, exclusive_lock
 
 CIFAR10_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 CIFAR10_MD5 = 'c58f30108f718f92721af3b95e74349a'
 CIFAR10_ARCHIVE = 'cifar-10-python.tar.gz'
 CIFAR10_DIR = 'cifar-10-batches-py'
 CIFAR10_CACHE = 'cifar10_uint8.pt'
+CIFAR10_LOCK = '.cifar10.lock'  # held while one process downloads, extracts or caches
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
 # Per-dataset defaults of --val_size -1.
@@ -96,21 +97,48 @@ def balanced_split(split, held_out, num_classes, seed, source):
 
 def load_cifar10(data_dir):
     """(train, test) from DATA_DIR/cifar-10-batches-py, downloading the archive if absent.
-    The parsed tensors are cached beside it, so later trials skip the unpickling."""
+    The parsed tensors are cached beside it, so later trials skip the unpickling. NNI may start
+    many trials at once on a fresh DATA_DIR: one of them downloads and caches while the others
+    wait for it, and the cache is written atomically, so none reads half a file."""
     data_dir = Path(data_dir)
     cache = data_dir / CIFAR10_CACHE
-    if cache.exists():
-        train_images, train_labels, test_images, test_labels = torch.load(cache, mmap=True)
-        return Split(train_images, train_labels), Split(test_images, test_labels)
+    tensors = read_cache(cache, notice=True)
+    if tensors is None:
+        with exclusive_lock(data_dir / CIFAR10_LOCK):
+            tensors = read_cache(cache)  # written meanwhile by the process that held the lock
+            if tensors is None:
+                tensors = build_cache(data_dir, cache)
+    train_images, train_labels, test_images, test_labels = tensors
+    return Split(train_images, train_labels), Split(test_images, test_labels)
+
+
+def read_cache(cache, notice=False):
+    """The cached (train images, train labels, test images, test labels), or None if there is no
+    readable cache (a partial copy, say): the batches rebuild it."""
+    if not cache.exists():
+        return None
+    try:
+        tensors = torch.load(cache, mmap=True)
+        if len(tensors) == 4 and all(isinstance(t, torch.Tensor) for t in tensors):
+            return tensors
+        error = 'not the 4 tensors of a cache'
+    except (RuntimeError, EOFError, pickle.UnpicklingError, TypeError) as reason:
+        error = str(reason).splitlines()[0]
+    if notice:
+        print(f'notice: {cache} is unreadable ({error}); rebuilding it from {cache.parent / CIFAR10_DIR}',
+              flush=True)
+    return None
+
+
+def build_cache(data_dir, cache):
     batches = data_dir / CIFAR10_DIR
     if not batches.is_dir():
         download_cifar10(data_dir)
     train = [read_cifar_batch(batches / f'data_batch_{i}') for i in range(1, 6)]
-    train_images = torch.cat([images for images, _ in train])
-    train_labels = torch.cat([labels for _, labels in train])
-    test_images, test_labels = read_cifar_batch(batches / 'test_batch')
-    atomic_save((train_images, train_labels, test_images, test_labels), cache)
-    return Split(train_images, train_labels), Split(test_images, test_labels)
+    tensors = (torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
+               *read_cifar_batch(batches / 'test_batch'))
+    atomic_save(tensors, cache)
+    return tensors
 
 
 def read_cifar_batch(path):
@@ -118,10 +146,18 @@ def read_cifar_batch(path):
     if not path.exists():
         raise ConfigError(f'{path} is missing: {path.parent} is not a complete CIFAR-10 '
                           f'"python version" directory (data_batch_1..5, test_batch)')
-    with open(path, 'rb') as f:
-        batch = pickle.load(f, encoding='bytes')
-    images = np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    labels = np.asarray(batch[b'labels'], dtype=np.int64)
+    try:
+        with open(path, 'rb') as f:
+            batch = pickle.load(f, encoding='bytes')
+        images = np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b'labels'], dtype=np.int64)
+        if len(images) != len(labels):
+            raise ValueError(f'{len(images)} images but {len(labels)} labels')
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as error:
+        raise ConfigError(f'{path} is damaged or incomplete ({type(error).__name__}: {error}). Restore it: delete '
+                          f'{path.parent} and run again, which extracts {path.parent.parent / CIFAR10_ARCHIVE} '
+                          f'again (or downloads it when absent); or extract the archive by hand '
+                          f'(tar xzf {CIFAR10_ARCHIVE} in {path.parent.parent})') from None
     return torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
 

@@ -1,4 +1,7 @@
-"""Atomic writes: a reader (or a killed run) sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader (or a killed run) sees the old file or the new one, never half of one.
+And a lock for work that processes starting at once must do only once."""
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -41,3 +44,17 @@ def atomic_write_text(text, path):
 
 def atomic_write_bytes(data, path):
     _atomic(path, lambda f: f.write(data))
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Hold an advisory lock on `path` (created if absent) for the `with` block: one process at a
+    time, the others wait. The kernel releases it when its holder exits, killed or not."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

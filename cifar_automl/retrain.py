@@ -20,10 +20,10 @@ from .arch_files import describe, load_arch
 from .cell_plot import plot_cells
 from .config import ConfigError, Option
 from .files import atomic_save, atomic_write_json
-from .models.darts import build_darts, count_parameters
+from .models.darts import auxiliary_forward, build_darts, count_parameters, drop_path_at, set_drop_path_prob
 from .reporting import Reporter
-from .training import (Diverged, Recipe, evaluate, grad_scaler, log, make_loaders, prepare_model, start_run,
-                       test_best_epoch, train_epoch)
+from .training import (Diverged, Recipe, cpu_state_dict, evaluate, grad_scaler, log, make_loaders, prepare_model,
+                       start_run, test_best_epoch, train_epoch)
 
 LAST_CHECKPOINT = 'last.pt'  # the whole state after the last finished epoch, for --resume
 BEST_CHECKPOINT = 'best.pt'  # the weights of the best validation epoch (the trial's format)
@@ -40,9 +40,6 @@ SHARED = tuple(name for name in config.OPTIONS if name not in (
 RETRAIN_ONLY = {
     'arch': Option('', 'the cell to train: an epoch_N.json of the DARTS search, an NNI 1.x/2.0 DARTS JSON, '
                        'a DARTS Genotype(...) text file, or a published cell: DARTS_V1, DARTS_V2', tunable=False),
-    'auxiliary_weight': Option(0.4, 'weight of the auxiliary head\'s loss (0: no auxiliary head)', low=0.0, high=10.0),
-    'drop_path_prob': Option(0.2, 'drop-path probability, ramped linearly from 0 at the first epoch to this '
-                                  'at the last (0: no drop path)', low=0.0, high=0.9),
     'patience': Option(0, 'stop after this many epochs without a better validation accuracy (0: never)', low=0),
     'resume': Option(False, 'continue the run in --output_dir from its last finished epoch, on the same schedule',
                      tunable=False),
@@ -56,6 +53,9 @@ OPTIONS = {
                                       '(default: outputs/retrain-<time>); the run to continue with --resume'),
     'logdir': dataclasses.replace(config.OPTIONS['logdir'], help='TensorBoard directory '
                                   '(default: <output_dir>/tensorboard)'),
+    # A DARTS network stays in fp32 on CPU (training.autocast_dtype, cpu_bf16_pays=False).
+    'precision': dataclasses.replace(config.OPTIONS['precision'], help='autocast dtype; auto: bf16 on GPUs with '
+                                     'bf16, fp16 on other GPUs, fp32 on CPUs (where bf16 trained DARTS slower)'),
     **RETRAIN_ONLY,
 }
 # Settings a resumed run may change: they do not alter what is trained or on which schedule.
@@ -103,10 +103,10 @@ def run(cfg, given=()):
     scaler = grad_scaler(amp_dtype, device)
     train_loader, val_loader, test_loader = make_loaders(cfg, data, device)
     training = Recipe(cfg, model, len(train_loader))
-    state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=-1), epochs_since_best=0, history=[], train_time=0.0)
+    state = dict(epoch=0, best=dict(val_acc=-1.0, epoch=0), epochs_since_best=0, history=[], train_time=0.0)
     best_weights = None
     if checkpoint:
-        restore(checkpoint, network, training, scaler, train_loader)
+        restore(checkpoint, network, training, scaler, train_loader, device, cfg.seed)
         state, best_weights = checkpoint['state'], checkpoint['best_model']
         if best_weights is not None:  # a kill between the two writes may have left a newer best.pt
             save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
@@ -130,10 +130,11 @@ def run(cfg, given=()):
         if cfg.patience and state['epochs_since_best'] >= cfg.patience:
             stopped_early = f'no better validation accuracy in {cfg.patience} epochs (--patience)'
             break
-        network.set_drop_path_prob(cfg.drop_path_prob * epoch / cfg.epochs)
+        set_drop_path_prob(network, drop_path_at(epoch, cfg.epochs, cfg.drop_path_prob))
+        number = epoch + 1  # what every output calls this epoch, as the WebUI's "epoch N/M"
         try:
             stats = train_epoch(model, train_loader, training.optimizer, training.loss, training.lr,
-                                epoch * steps_per_epoch, epoch, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency,
+                                epoch * steps_per_epoch, number, amp_dtype, cfg.grad_clip, scaler, cfg.log_frequency,
                                 log, model_forward, training.after_step)
         except Diverged as reason:
             stopped_early = str(reason)
@@ -141,25 +142,26 @@ def run(cfg, given=()):
         val = evaluate(model, val_loader, data.num_classes, amp_dtype, logit_scale=cfg.logit_scale)
         metrics = {'default': val.accuracy, 'val_acc': val.accuracy, 'val_loss': val.loss,
                    'train_loss': stats.train_loss, 'train_acc': stats.train_acc, 'lr': stats.lr,
-                   'drop_path_prob': cfg.drop_path_prob * epoch / cfg.epochs, 'epoch_time': stats.epoch_time,
-                   'epoch': epoch}
+                   'drop_path_prob': drop_path_at(epoch, cfg.epochs, cfg.drop_path_prob),
+                   'epoch_time': stats.epoch_time,
+                   'epoch': number}
         reporter.intermediate(metrics)
         state['history'].append(metrics)
         state['train_time'] += stats.epoch_time
-        state['epoch'] = epoch + 1
+        state['epoch'] = number  # epochs done: a resumed run starts after it
         if val.accuracy > state['best']['val_acc']:
-            state['best'] = dict(val_acc=val.accuracy, epoch=epoch)
+            state['best'] = dict(val_acc=val.accuracy, epoch=number)
             state['epochs_since_best'] = 0
-            best_weights = {name: tensor.detach().clone() for name, tensor in network.state_dict().items()}
+            best_weights = cpu_state_dict(network)  # loads on a machine without a GPU, and frees GPU memory
             save_best(output_dir / BEST_CHECKPOINT, best_weights, state['best'], arch, cfg)
         else:
             state['epochs_since_best'] += 1
         save_checkpoint(output_dir / LAST_CHECKPOINT, cfg, arch, state, network, training, scaler, train_loader,
-                        best_weights)
+                        best_weights, device)
         remaining = (cfg.epochs - state['epoch']) * (time.perf_counter() - loop_start) / (state['epoch'] - first_epoch)
-        log(f'epoch {epoch + 1}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
+        log(f'epoch {number}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc {stats.train_acc:.2f}% | '
             f'val loss {val.loss:.4f} acc {val.accuracy:.2f}% (best {state["best"]["val_acc"]:.2f}% at epoch '
-            f'{state["best"]["epoch"] + 1}) | lr {stats.lr:.4g} | {stats.epoch_time:.1f}s, '
+            f'{state["best"]["epoch"]}) | lr {stats.lr:.4g} | {stats.epoch_time:.1f}s, '
             f'{stats.images_per_s:.0f} img/s, ETA {format_duration(remaining)}')
     if stopped_early:
         log(f'stopped early: {stopped_early}')
@@ -170,15 +172,6 @@ def run(cfg, given=()):
     reporter.final(final, details)
     log(f'wrote {output_dir / "metrics.json"}')
     return 0
-
-
-def auxiliary_forward(loss_fn, weight):
-    """In training the DARTS network also returns the auxiliary head's logits (attached at 2/3 of
-    the depth); their loss, weighted, is added to the main one (DARTS cnn/train.py)."""
-    def forward(model, images, labels):
-        logits, auxiliary_logits = model(images)
-        return loss_fn(logits, labels) + weight * loss_fn(auxiliary_logits, labels), logits
-    return forward
 
 
 def print_arch(arch, cfg):
@@ -196,30 +189,48 @@ def save_best(path, weights, best, arch, cfg):
                  'config': dataclasses.asdict(cfg)}, path)
 
 
-def save_checkpoint(path, cfg, arch, state, network, training, scaler, train_loader, best_weights):
+def save_checkpoint(path, cfg, arch, state, network, training, scaler, train_loader, best_weights, device):
     """Everything that decides the next epoch, so that a resumed run continues as if never stopped:
     weights, optimizer moments, the lookahead's average, loss scale, the random streams of augmentation
-    and drop path; and the best epoch's weights, so that best.pt always matches the state a run resumes from."""
-    atomic_save({'config': dataclasses.asdict(cfg), 'arch': arch, 'state': state, 'model': network.state_dict(),
+    and drop path (with the device type they belong to); and the best epoch's weights, so that best.pt
+    always matches the state a run resumes from. Only the training GPU's stream is kept: asking for
+    every GPU's would wake each GPU of the machine."""
+    atomic_save({'config': dataclasses.asdict(cfg), 'arch': arch, 'state': state, 'model': cpu_state_dict(network),
                  'best_model': best_weights, 'optimizer': training.optimizer.state_dict(),
                  'lookahead': training.lookahead.average if training.lookahead else None,
-                 'scaler': scaler.state_dict() if scaler else None,
+                 'scaler': scaler.state_dict() if scaler else None, 'rng_device': device.type,
                  'loader_rng': train_loader.generator.get_state(), 'torch_rng': torch.get_rng_state(),
-                 'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, path)
+                 'cuda_rng': torch.cuda.get_rng_state(device) if device.type == 'cuda' else None}, path)
 
 
-def restore(checkpoint, network, training, scaler, train_loader):
+def restore(checkpoint, network, training, scaler, train_loader, device, seed):
     network.load_state_dict(checkpoint['model'])
     training.optimizer.load_state_dict(checkpoint['optimizer'])
-    if training.lookahead:
-        training.lookahead.average = checkpoint['lookahead']
+    if training.lookahead:  # the checkpoint was read onto the CPU
+        training.lookahead.average = {name: value.to(device) for name, value in checkpoint['lookahead'].items()}
     train_loader.epoch = checkpoint['state']['epoch']  # the alternating flip's parity
     if scaler is not None and checkpoint['scaler'] is not None:
         scaler.load_state_dict(checkpoint['scaler'])
-    train_loader.generator.set_state(checkpoint['loader_rng'])
+    restore_random_streams(checkpoint, train_loader, device, seed)
+
+
+def restore_random_streams(checkpoint, train_loader, device, seed):
+    """On the device type the run was saved on, augmentation and drop path continue their random streams
+    exactly. A CPU generator's state does not fit a CUDA one, nor the reverse: on another device type both
+    are reseeded from the seed and the epoch, so the run goes on with other random draws than an unbroken
+    run would have made (the schedule and the weights are the same)."""
     torch.set_rng_state(checkpoint['torch_rng'])
-    if checkpoint['cuda_rng'] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint['cuda_rng'])
+    saved_on = checkpoint.get('rng_device', 'an unrecorded device')  # a checkpoint from before it was recorded
+    if saved_on == device.type:
+        train_loader.generator.set_state(checkpoint['loader_rng'])
+        if device.type == 'cuda':
+            torch.cuda.set_rng_state(checkpoint['cuda_rng'], device)
+        return
+    reseed = seed + checkpoint['state']['epoch']
+    train_loader.generator.manual_seed(reseed)
+    torch.manual_seed(reseed)  # the CPU's stream and every GPU's
+    log(f'resuming on {device.type} a run saved on {saved_on}: the random streams of augmentation and drop path '
+        f'are reseeded ({reseed}), so this run\'s draws differ from an uninterrupted one\'s')
 
 
 def resumed_config(cfg, given):

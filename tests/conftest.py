@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -12,6 +13,14 @@ sys.path.insert(0, str(REPO))
 # Tests must not see an NNI environment from the shell that started them.
 for variable in ('NNI_PLATFORM', 'NNI_OUTPUT_DIR', 'NNI_TRIAL_JOB_ID', 'NNI_EXP_ID'):
     os.environ.pop(variable, None)
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """--threads sets torch's process-wide thread count: give the tests after a run in this process theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_cifar_batches(root, per_batch=20, seed=0):

@@ -86,3 +86,65 @@ def test_subset_has_exactly_the_images_asked_for_balanced(subset):
     train = data.load_dataset('digits', subset=subset).train
     assert len(train) == subset
     assert torch.bincount(train.labels).max() - torch.bincount(train.labels).min() <= 1
+
+
+def test_unreadable_cache_is_rebuilt_from_the_batches_with_a_notice(tmp_path, capsys):
+    write_cifar_batches(tmp_path)
+    train, _ = data.load_cifar10(tmp_path)
+    cache = tmp_path / data.CIFAR10_CACHE
+    cache.write_bytes(cache.read_bytes()[:len(cache.read_bytes()) // 2])  # a partial copy
+    capsys.readouterr()
+    again, _ = data.load_cifar10(tmp_path)
+    assert torch.equal(again.images, train.images)
+    notice = capsys.readouterr().out.splitlines()
+    assert len(notice) == 1 and notice[0].startswith(f'notice: {cache} is unreadable') and 'rebuilding' in notice[0]
+    data.load_cifar10(tmp_path)  # the rebuilt cache reads without a word
+    assert capsys.readouterr().out == ''
+
+
+def test_truncated_batch_is_an_error_naming_the_file_and_how_to_restore_it(tmp_path, capsys):
+    from cifar_automl import trial
+    write_cifar_batches(tmp_path)
+    batch = tmp_path / data.CIFAR10_DIR / 'data_batch_3'
+    batch.write_bytes(batch.read_bytes()[:1000])
+    assert trial.main(['--data_dir', str(tmp_path), '--epochs', '1', '--output_dir', str(tmp_path / 'out')]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f'error: {batch} is damaged or incomplete') and error.count('\n') == 1
+    assert f'delete {batch.parent} and run again' in error and 'tar xzf cifar-10-python.tar.gz' in error
+
+
+def test_trials_starting_at_once_on_a_fresh_data_dir_share_one_extraction_and_cache(tmp_path):
+    """NNI starts trialConcurrency trials together on a DATA_DIR holding only the archive. The first
+    to extract creates cifar-10-batches-py before its files are complete (slowed down here): the
+    others must wait for it rather than read half-extracted batches."""
+    import hashlib
+    import subprocess
+    import sys
+    import tarfile
+    from conftest import REPO
+    write_cifar_batches(tmp_path / 'made')
+    archive = tmp_path / 'data' / data.CIFAR10_ARCHIVE
+    archive.parent.mkdir()
+    with tarfile.open(archive, 'w:gz') as tar:
+        tar.add(tmp_path / 'made' / data.CIFAR10_DIR, arcname=data.CIFAR10_DIR)
+    load = f"""
+import sys, time
+sys.path.insert(0, {str(REPO)!r})
+from cifar_automl import data
+data.CIFAR10_MD5, data.CIFAR10_URL = {hashlib.md5(archive.read_bytes()).hexdigest()!r}, 'http://127.0.0.1:9/none'
+extract = data.download_cifar10
+def slow_extract(data_dir):
+    (data_dir / data.CIFAR10_DIR).mkdir()
+    time.sleep(5)
+    extract(data_dir)
+data.download_cifar10 = slow_extract
+train, test = data.load_cifar10({str(archive.parent)!r})
+print(len(train), int(train.images.sum()), int(test.images.sum()))
+"""
+    processes = [subprocess.Popen([sys.executable, '-c', load], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+    results = [process.communicate(timeout=300) for process in processes]
+    assert all(process.returncode == 0 for process in processes), [err for _, err in results]
+    assert len({out for out, _ in results}) == 1 and results[0][0].split()[0] == '100'
+    assert sorted(p.name for p in archive.parent.iterdir()) == sorted(
+        [data.CIFAR10_ARCHIVE, data.CIFAR10_DIR, data.CIFAR10_CACHE, data.CIFAR10_LOCK])  # no temporary files left

@@ -59,7 +59,7 @@ def test_quickstart_experiment_end_to_end(tmp_path):
             finals[job['trialJobId']] = final[0]
             # One intermediate result per epoch run (a dead trial may stop before `epochs`).
             assert 1 <= final[0]['epochs_run'] <= epochs
-            assert [decode(m['data'])['epoch'] for m in periodical] == list(range(final[0]['epochs_run']))
+            assert [decode(m['data'])['epoch'] for m in periodical] == list(range(1, final[0]['epochs_run'] + 1))
             assert all(0 <= decode(m['data'])['default'] <= 100 for m in periodical)
         best_id = max(finals, key=lambda trial: finals[trial]['default'])
         assert finals[best_id]['default'] > 5 * CHANCE, finals

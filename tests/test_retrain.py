@@ -13,21 +13,14 @@ from conftest import REPO
 
 # One thread: on a loaded 2-core machine, tiny DARTS steps ran 5x faster than with two spinning threads.
 TINY = ['--arch', 'DARTS_V2', '--dataset', 'digits', '--width', '4', '--num_cells', '3', '--subset', '128',
-        '--batch_size', '32', '--log_frequency', '0', '--precision', 'fp32', '--threads', '1']
+        '--batch_size', '32', '--log_frequency', '0', '--precision', 'fp32', '--threads', '1', '--device', 'cpu']
 
-
-@pytest.fixture(autouse=True)
-def restore_torch_threads():
-    """--threads sets torch's process-wide thread count: give the tests after these theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_tiny_retrain_trains_and_writes_checkpoints_metrics_and_tensorboard(tmp_path, capsys):
     assert retrain.main(TINY + ['--epochs', '2', '--output_dir', str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / 'metrics.json').read_text())
-    assert [row['epoch'] for row in metrics['history']] == [0, 1] and metrics['epochs_run'] == 2
+    assert [row['epoch'] for row in metrics['history']] == [1, 2] and metrics['epochs_run'] == 2  # as on the console
     assert {'default', 'test_acc', 'best_epoch', 'train_time'} <= set(metrics)
     assert set(metrics['per_class_test_acc']) == {str(d) for d in range(10)}
     # drop path ramps linearly from 0 over the run (DARTS cnn/train.py)
@@ -56,7 +49,7 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
     train_epoch = retrain.train_epoch
 
     def killed_in_second_epoch(*positional, **keywords):
-        if positional[6] == 1:  # the epoch argument
+        if positional[6] == 2:  # the epoch's number, from 1
             raise Killed
         return train_epoch(*positional, **keywords)
 
@@ -74,13 +67,13 @@ def test_a_killed_run_resumes_at_its_saved_epoch_on_the_same_schedule(tmp_path, 
     assert retrain.main(['--resume', 'true', '--output_dir', str(tmp_path / 'killed')]) == 0
     assert 'resuming at epoch 2 of 3 epochs' in capsys.readouterr().out
     resumed = json.loads((tmp_path / 'killed' / 'metrics.json').read_text())['history']
-    assert [row['epoch'] for row in resumed] == [0, 1, 2]
+    assert [row['epoch'] for row in resumed] == [1, 2, 3]
     assert [row['lr'] for row in resumed] == [row['lr'] for row in whole]  # same step, same learning rate
     # weights, optimizer, augmentation and drop-path randomness all continue: the same run, not a restart
     assert [row['train_loss'] for row in resumed] == pytest.approx([row['train_loss'] for row in whole], rel=1e-4)
     metrics = json.loads((tmp_path / 'killed' / 'metrics.json').read_text())
     best = torch.load(tmp_path / 'killed' / retrain.BEST_CHECKPOINT, weights_only=False)
-    assert best['epoch'] == metrics['best_epoch'] == 0 and best['model'].keys() == whole_best['model'].keys()
+    assert best['epoch'] == metrics['best_epoch'] == 1 and best['model'].keys() == whole_best['model'].keys()
 
 
 def test_resume_refuses_a_changed_schedule_and_a_fresh_run_will_not_overwrite_one(tmp_path):
@@ -101,7 +94,7 @@ def test_patience_stops_a_run_that_no_longer_improves(tmp_path):
     args = TINY + ['--epochs', '6', '--initial_lr', '1e-7', '--patience', '2', '--output_dir', str(tmp_path)]
     assert retrain.main(args) == 0
     metrics = json.loads((tmp_path / 'metrics.json').read_text())
-    assert metrics['epochs_run'] == 3 and metrics['best_epoch'] == 0
+    assert metrics['epochs_run'] == 3 and metrics['best_epoch'] == 1
     assert 'no better validation accuracy in 2 epochs' in metrics['stopped_early']
 
 
@@ -170,3 +163,36 @@ def test_darts_retrain_experiment_runs_its_trials_under_nni(tmp_path):
         metrics = experiment.api('metric-data')
     assert len(jobs) == 2 and all(job['status'] == 'SUCCEEDED' for job in jobs)
     assert sum(m['type'] == 'PERIODICAL' for m in metrics) == 4 and sum(m['type'] == 'FINAL' for m in metrics) == 2
+
+
+def test_a_run_saved_on_a_gpu_resumes_on_the_cpu_with_reseeded_random_streams(tmp_path, monkeypatch, capsys):
+    """A CUDA generator's state (16 bytes) does not fit a CPU generator (5056), and the GPU count of
+    the machine that saved it may differ: the run continues on the schedule, reseeded, and says so."""
+    args = TINY + ['--epochs', '2', '--output_dir', str(tmp_path)]
+    train_epoch = retrain.train_epoch
+    epochs_started = []
+
+    def killed_in_second_epoch(*positional, **keywords):
+        epochs_started.append(1)
+        if len(epochs_started) == 2:
+            raise Killed
+        return train_epoch(*positional, **keywords)
+
+    monkeypatch.setattr(retrain, 'train_epoch', killed_in_second_epoch)
+    with pytest.raises(Killed):
+        retrain.main(args)
+    monkeypatch.setattr(retrain, 'train_epoch', train_epoch)
+    path = tmp_path / retrain.LAST_CHECKPOINT
+    saved = torch.load(path, weights_only=False)
+    assert saved['rng_device'] == 'cpu' and saved['cuda_rng'] is None
+    assert all(tensor.device.type == 'cpu' for tensor in saved['model'].values())
+    # what a CUDA run writes: its generators' seed and offset, 16 bytes each
+    saved.update(rng_device='cuda', loader_rng=torch.zeros(16, dtype=torch.uint8),
+                 cuda_rng=torch.zeros(16, dtype=torch.uint8))
+    torch.save(saved, path)
+    capsys.readouterr()
+
+    assert retrain.main(['--resume', 'true', '--output_dir', str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert 'resuming on cpu a run saved on cuda: the random streams of augmentation and drop path are reseeded' in out
+    assert len(json.loads((tmp_path / 'metrics.json').read_text())['history']) == 2  # the saved epoch and one more

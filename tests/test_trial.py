@@ -33,12 +33,16 @@ def test_standalone_trial_learns_digits_and_writes_results(tmp_path):
     assert checkpoint['epoch'] == metrics['best_epoch'] and 'model' in checkpoint
     assert list((tmp_path / 'tb').glob('events.out.tfevents.*'))
     assert 'per-class test accuracy' in result.stdout and 'epoch 4/4' in result.stdout
+    # One count of epochs, from 1 as the console's "epoch N/M": in the history, best_epoch and best.pt.
+    assert [row['epoch'] for row in history] == [1, 2, 3, 4]
+    best = max(history, key=lambda row: row['default'])
+    assert metrics['best_epoch'] == best['epoch'] and f"best epoch {best['epoch']}:" in result.stdout
 
 
 def test_fixed_seed_reproduces_on_cpu(tmp_path):
     runs = []
     for name in ('a', 'b'):
-        cfg_args = FAST + ['--epochs', '1', '--subset', '500', '--output_dir', str(tmp_path / name)]
+        cfg_args = FAST + ['--device', 'cpu', '--epochs', '1', '--subset', '500', '--output_dir', str(tmp_path / name)]
         assert trial.main(cfg_args) == 0
         runs.append(json.loads((tmp_path / name / 'metrics.json').read_text()))
     assert runs[0]['history'][0]['train_loss'] == runs[1]['history'][0]['train_loss']
@@ -77,6 +81,8 @@ def test_under_nni_parameters_override_flags_and_metrics_reach_nni(tmp_path):
     assert set(periodical[0]) == {'default', 'val_loss', 'train_loss', 'train_acc', 'lr', 'epoch_time', 'epoch'}
     assert {'default', 'test_acc', 'test_loss', 'best_epoch', 'epochs_run', 'train_time'} <= set(final[0])
     assert final[0]['default'] == max(p['default'] for p in periodical)
+    assert [p['epoch'] for p in periodical] == [1, 2, 3]  # the WebUI's "epoch N/M"
+    assert final[0]['best_epoch'] == max(periodical, key=lambda p: p['default'])['epoch']
     metrics = json.loads((sys_dir / 'metrics.json').read_text())  # NNI_OUTPUT_DIR is the default output
     assert metrics['config']['cutout'] == 8 and metrics['nni_trial'] is True
     assert list((sys_dir / 'tensorboard').glob('events.out.tfevents.*'))  # where nnictl tensorboard looks
@@ -129,7 +135,8 @@ def test_find_lr_prints_a_suggestion_and_saves_the_plot(tmp_path):
 
 def test_darts_model_trains_in_fp32_on_cpu_where_bf16_does_not_pay(tmp_path, capsys):
     args = ['--dataset', 'digits', '--model', 'darts:DARTS_V2', '--width', '4', '--num_cells', '3', '--subset', '64',
-            '--batch_size', '32', '--epochs', '1', '--log_frequency', '0', '--output_dir', str(tmp_path)]
+            '--batch_size', '32', '--epochs', '1', '--log_frequency', '0', '--device', 'cpu',
+            '--output_dir', str(tmp_path)]
     assert trial.main(args) == 0
     assert 'autocast None' in capsys.readouterr().out
 

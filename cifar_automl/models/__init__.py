@@ -24,13 +24,15 @@ def is_model_name(name):
         name.startswith(DARTS_PREFIX) and len(name) > len(DARTS_PREFIX))
 
 
-def build_model(name, num_classes=10, width=64, num_cells=8, whiten=True):
+def build_model(name, num_classes=10, width=64, num_cells=8, whiten=True, auxiliary=False, drop_path_prob=0.0):
     """`whiten`: airbench's first layer is a PatchWhitening (fitted later by recipe.fit_whitening);
-    the other models have no such layer and ignore it."""
+    the other models have no such layer and ignore it. `auxiliary`, `drop_path_prob`: a darts: model's
+    auxiliary head and drop path (models/darts.py); the other models have neither."""
     if name.startswith(DARTS_PREFIX):
         from ..arch_files import load_arch
         from .darts import build_darts
-        return build_darts(load_arch(name[len(DARTS_PREFIX):]), num_classes, width, num_cells)
+        return build_darts(load_arch(name[len(DARTS_PREFIX):]), num_classes, width, num_cells, auxiliary,
+                           drop_path_prob)
     if name in NATIVE:
         return NATIVE[name](num_classes, width, whiten)
     if name in torchvision_cifar.ADAPTERS:

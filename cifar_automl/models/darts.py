@@ -4,10 +4,18 @@ architecture, so that the search, the retrain and the trial build the very same 
 
 With the paper's DARTS_V2 cell, 36 channels and 20 cells it has 3.35M parameters without the
 auxiliary head (paper: 3.3M; tests/test_arch_files.py checks it).
+
+The training parts of the paper's retrain live here too, so that the retrain and the trial's
+`darts:` model train alike: the auxiliary head's loss (training only) and drop path ramped over
+the epochs, its probability held in a tensor (NNI's DropPath keeps a Python float, which
+torch.compile guards on: a new value every epoch recompiled the model until torch's recompile limit).
 """
 import warnings
 
-from ..config import ConfigError
+import torch
+from torch import nn
+
+from ..errors import ConfigError
 
 NNI_DARTS_CLASSES = 10  # NNI builds the 'cifar' variant with a 10-way classifier and auxiliary head
 
@@ -25,8 +33,56 @@ def build_darts(arch, num_classes=10, width=36, num_cells=20, auxiliary=False, d
         from nni.nas.hub.pytorch import DARTS
         from nni.nas.space import model_context
     with model_context(arch):
-        return DARTS(width=width, num_cells=num_cells, dataset='cifar', auxiliary_loss=auxiliary,
-                     drop_path_prob=drop_path_prob)
+        network = DARTS(width=width, num_cells=num_cells, dataset='cifar', auxiliary_loss=auxiliary,
+                        drop_path_prob=drop_path_prob)
+    replace_drop_paths(network)
+    return network
+
+
+class DropPath(nn.Module):
+    """NNI's DropPath (drop each sample's path with probability p, scale the kept ones by 1/(1-p)),
+    with p in a buffer: changing it is a tensor write, not a new graph for torch.compile."""
+
+    def __init__(self, drop_prob):
+        super().__init__()
+        self.register_buffer('drop_prob', torch.tensor(float(drop_prob)), persistent=False)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = 1 - self.drop_prob
+        mask = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype) < keep
+        return x * mask / keep
+
+
+def replace_drop_paths(network):
+    from nni.nas.hub.pytorch.utils.nn import DropPath as NNIDropPath
+    for module in list(network.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NNIDropPath):
+                setattr(module, name, DropPath(child.drop_prob))
+
+
+def set_drop_path_prob(network, drop_prob):
+    """In place of NNI's network.set_drop_path_prob, which would assign a float."""
+    for module in network.modules():
+        if isinstance(module, DropPath):
+            module.drop_prob.fill_(drop_prob)
+
+
+def drop_path_at(epoch, epochs, drop_path_prob):
+    """The paper's schedule (DARTS cnn/train.py): linear from 0 at the first epoch."""
+    return drop_path_prob * epoch / epochs
+
+
+def auxiliary_forward(loss_fn, weight):
+    """For training.train_epoch: in training the network also returns the auxiliary head's logits;
+    their loss, weighted, is added to the main one (DARTS cnn/train.py). Evaluation (eval mode)
+    sees the main logits only."""
+    def forward(model, images, labels):
+        logits, auxiliary_logits = model(images)
+        return loss_fn(logits, labels) + weight * loss_fn(auxiliary_logits, labels), logits
+    return forward
 
 
 def count_parameters(model, without_auxiliary=True):
