@@ -12,8 +12,14 @@ Every epoch N (from 0) writes to --output_dir:
     epoch_N.json        the architecture, NNI's exported dict (what retrain/retrain.py --arch reads)
     epoch_N.png         its normal and reduction cells
     epoch_N_probs.json  the softmax of every edge's architecture weights
+    skip_counts.json    skip_connect edges of every epoch's cell, before and after --max_skip
     checkpoint.ckpt     supernet, architecture weights, both optimizers, schedule, epoch (--resume)
-and at the end final.json and final.png (NNI's `export_top_models`, the same cell as the last epoch's).
+and at the end final.json and final.png: the last epoch's cell, or with --skip_patience the cell of
+the epoch before the skip count grew.
+
+Skip-connection collapse (DARTS's known failure: parameter-free skip_connect edges crowd out the
+convolutions as the search goes on) is reported every epoch, capped at export with --max_skip
+(P-DARTS, Chen et al. 2019) and stopped early with --skip_patience (after DARTS+, Liang et al. 2019).
 """
 import dataclasses
 import json
@@ -59,16 +65,27 @@ OPTIONS = {
     'arch_beta1': Option(0.5, 'architecture Adam beta1', low=0.0, high=0.9999),
     'arch_beta2': Option(0.999, 'architecture Adam beta2', low=0.0, high=0.9999),
     'arch_weight_decay': Option(1e-3, 'architecture Adam weight decay', low=0.0, high=1.0),
+    # skip-connection collapse
+    'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell keeps at most this many skip_connect edges (those '
+                           'of highest softmax weight); each other one takes its edge\'s best non-skip op (-1: no cap)',
+                       low=-1, high=8),
+    'skip_patience': Option(0, 'stop the search once the normal cell has had more skip_connect edges than its fewest '
+                               'so far for this many epochs in a row; final.json is then the cell of the epoch before '
+                               'the growth (0: never stop early)', low=0),
     # augmentation (the paper's search crops and flips both halves)
     'crop_padding': dataclasses.replace(_TRIAL['crop_padding'], default=4, off=None),
     'flip': _TRIAL['flip'],
     # speed
     'device': _TRIAL['device'],
-    'precision': _TRIAL['precision'],
-    'channels_last': _TRIAL['channels_last'],
+    'precision': dataclasses.replace(_TRIAL['precision'], help='autocast dtype; auto: bf16 mixed precision on GPUs '
+                                     'with bf16, else fp32 (fp16 on such GPUs with --grad_clip 0); fp32 on CPUs'),
+    'channels_last': dataclasses.replace(_TRIAL['channels_last'], help='NHWC memory format on GPUs (ignored on CPU, '
+                                         'where a bf16 dilated 5x5 convolution gave non-finite gradients)'),
     'threads': _TRIAL['threads'],
     # run control
     'seed': _TRIAL['seed'],
+    'preset': Option('', 'a named group of the settings above (see PRESETS in cifar_automl/darts_search.py and '
+                         'docs/darts.md), overridden by explicit flags', choices=('', 'cifar_cpu')),
     'log_frequency': Option(20, 'print progress every this many steps (0: only per epoch)', low=0),
     'output_dir': Option('', 'where the per-epoch architectures, drawings, TensorBoard logs and the checkpoint go '
                              '(default: outputs/darts-<time>)'),
@@ -80,7 +97,18 @@ OPTIONS = {
 # silently change the search. The other options (device, threads, ...) may change.
 SEARCH_DEFINING = ('dataset', 'subset', 'width', 'num_cells', 'strategy', 'epochs', 'batch_size', 'initial_lr',
                    'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr', 'arch_beta1', 'arch_beta2',
-                   'arch_weight_decay', 'crop_padding', 'flip', 'seed')
+                   'arch_weight_decay', 'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+
+# Named settings for a whole kind of search; explicit flags win.
+PRESETS = {
+    # CIFAR-10 on 2 CPU cores in about an hour: a width-8, 5-cell supernet step at batch 64 takes 4.2 s in
+    # fp32, so 5000 images (2500 a half, 39 steps an epoch) give 2m43s an epoch and 20 epochs 55 min. The
+    # architecture then takes 780 steps, 25x fewer than the paper's 19550: its Adam learning rate is 3.3x the
+    # paper's so that the edges' softmax can still separate, and the P-DARTS cap guards the normal cell
+    # against the skip connections that a short, fast search favours.
+    'cifar_cpu': dict(dataset='cifar10', subset=5000, width=8, num_cells=5, epochs=20, batch_size=64, arch_lr=1e-3,
+                      max_skip=2),
+}
 
 SearchConfig = dataclasses.make_dataclass(
     'SearchConfig', [(name, opt.type, dataclasses.field(default=opt.default)) for name, opt in OPTIONS.items()])
@@ -97,6 +125,7 @@ def resolve(argv=None):
     for name, value in given.items():
         given[name] = config.check_value(name, value, f'--{name}', OPTIONS)
     values = {name: opt.default for name, opt in OPTIONS.items()}
+    values.update(PRESETS.get(given.get('preset', ''), {}))
     if given.get('resume'):
         if not given.get('output_dir'):
             raise ConfigError('--resume needs --output_dir: the directory of the search to continue')
@@ -106,9 +135,10 @@ def resolve(argv=None):
                 raise ConfigError(f'--resume: {output_dir / needed} is missing; no search to continue in {output_dir}')
         saved = json.loads((output_dir / CONFIG_FILE).read_text())
         for name in SEARCH_DEFINING:
-            if name in given and given[name] != saved[name]:
+            was = saved.get(name, OPTIONS[name].default)  # a search saved before the option existed had its default
+            if name in given and given[name] != was:
                 raise ConfigError(f'--resume: --{name} {given[name]!r} differs from the search being resumed '
-                                  f'({saved[name]!r} in {output_dir / CONFIG_FILE}); leave it out to continue')
+                                  f'({was!r} in {output_dir / CONFIG_FILE}); leave it out to continue')
         values.update({name: saved[name] for name in OPTIONS if name in saved})
     values.update(given)
     cfg = SearchConfig(**values)
@@ -118,7 +148,7 @@ def resolve(argv=None):
 
 
 def build_parser():
-    return config.build_parser(__doc__.split('\n')[0], OPTIONS)
+    return config.build_parser(__doc__.split('\n\n')[0].replace('\n', ' '), OPTIONS)
 
 
 def default_output_dir():
@@ -313,6 +343,58 @@ def entropy(distribution):
     return -sum(p * math.log(p) for p in distribution.values() if p > 0)
 
 
+# ============================================================ Skip-connection collapse
+
+SKIP = 'skip_connect'
+SKIP_COUNTS_FILE = 'skip_counts.json'
+
+
+def skip_count(arch, cell):
+    """skip_connect edges of one cell (0..8) of an architecture dict."""
+    return sum(op == SKIP for key, op in arch.items() if key.startswith(f'{cell}/op_'))
+
+
+def cap_skips(arch, probs, max_skip):
+    """P-DARTS's cap (Chen et al. 2019, sec. 3.3): the normal cell keeps its `max_skip` skip_connect
+    edges of highest softmax weight; each other skip edge keeps its input and takes the op of highest
+    softmax weight on that edge other than skip_connect and the zero op. `probs`: edge_softmax's
+    {'normal/<node>_<input>': {op: p}}. Returns (the capped arch, ['<node> <- <input>: <new op>'] for
+    each edge changed). The reduction cell is left as searched, as P-DARTS does."""
+    skips = []
+    for key, op in arch.items():
+        if op == SKIP and key.startswith('normal/op_'):
+            node_slot = key.split('_', 1)[1]  # 'normal/op_3_1' -> '3_1'
+            source = arch[f'normal/input_{node_slot}'][0]
+            edge = f'normal/{node_slot.split("_")[0]}_{source}'
+            skips.append((probs[edge][SKIP], key, edge))
+    capped, changes = dict(arch), []
+    for _, key, edge in sorted(skips, reverse=True)[max(0, max_skip):]:
+        op = max((p, op) for op, p in probs[edge].items() if op not in (SKIP, 'none'))[1]
+        capped[key] = op
+        changes.append(f'{edge.split("/")[1].replace("_", " <- ")}: {op}')
+    return capped, sorted(changes)
+
+
+def stop_epoch(counts, patience):
+    """The early stop after DARTS+ (Liang et al. 2019): `counts` are the normal cell's skip_connect
+    edges at each epoch so far, before the cap. Once the last `patience` epochs all had more than the
+    fewest of the epochs before them, the search stops and keeps the epoch before that growth:
+    returns its index, else None."""
+    if not patience or len(counts) <= patience:
+        return None
+    fewest = min(counts[:-patience])
+    if all(count > fewest for count in counts[-patience:]):
+        return len(counts) - patience - 1
+    return None
+
+
+def chosen_epoch(skip_counts, patience):
+    """The epoch whose cell is final.json: where --skip_patience stopped the search, else the last.
+    The search stops at the first epoch stop_epoch answers, so the whole history gives the same answer."""
+    keep = stop_epoch([counts['normal_searched'] for counts in skip_counts], patience)
+    return skip_counts[-1]['epoch'] if keep is None else keep
+
+
 def cell_summary(arch, cell):
     """'2 <- sep_conv_3x3(0) sep_conv_3x3(1) | 3 <- ...' for the terminal, numbered as the JSON keys:
     0 and 1 are the cell's inputs, 2..5 its nodes."""
@@ -347,6 +429,7 @@ def make_monitor(cfg, output_dir):
             self.writer = None
             self.epoch_start = self.run_start = 0.0
             self.first_epoch = 0
+            self.skip_counts = []  # per epoch, as skip_counts.json
 
         def on_train_start(self, trainer, pl_module):
             from torch.utils.tensorboard import SummaryWriter
@@ -354,6 +437,8 @@ def make_monitor(cfg, output_dir):
             # A resumed search drops the TensorBoard points of the epochs it repeats.
             self.writer = SummaryWriter(str(output_dir / 'tensorboard'), purge_step=self.first_epoch)
             self.run_start = time.perf_counter()
+            if self.first_epoch and (output_dir / SKIP_COUNTS_FILE).is_file():  # --skip_patience needs the history
+                self.skip_counts = json.loads((output_dir / SKIP_COUNTS_FILE).read_text())[:self.first_epoch]
             if self.first_epoch:
                 log(f'resumed from {output_dir / CHECKPOINT_FILE}: continuing at epoch {self.first_epoch + 1}/'
                     f'{cfg.epochs} (next file epoch_{self.first_epoch}.json)')
@@ -376,14 +461,18 @@ def make_monitor(cfg, output_dir):
         def on_train_epoch_end(self, trainer, pl_module):
             epoch = trainer.current_epoch
             epoch_time = time.perf_counter() - self.epoch_start
-            arch = pl_module.export()
+            searched = pl_module.export()
             probs = edge_softmax(pl_module)
+            arch, capped = cap_skips(searched, probs, cfg.max_skip) if cfg.max_skip >= 0 else (searched, [])
+            self.skip_counts.append({'epoch': epoch, 'normal_searched': skip_count(searched, 'normal'),
+                                     'normal': skip_count(arch, 'normal'), 'reduce': skip_count(arch, 'reduce')})
+            atomic_write_json(self.skip_counts, output_dir / SKIP_COUNTS_FILE)
             write_arch(arch, output_dir / f'epoch_{epoch}.json')
             atomic_write_json(probs, output_dir / f'epoch_{epoch}_probs.json')
             plot_cells(arch, output_dir / f'epoch_{epoch}.png', f'epoch {epoch}')
             stats = pl_module.training_module.stats
             entropies = {edge: entropy(p) for edge, p in probs.items()}
-            self.write_scalars(epoch, stats, probs, entropies, epoch_time, weights_lr(trainer))
+            self.write_scalars(epoch, stats, probs, entropies, epoch_time, weights_lr(trainer), self.skip_counts[-1])
             done = epoch + 1 - self.first_epoch
             eta = (time.perf_counter() - self.run_start) / done * (cfg.epochs - epoch - 1)
             mean_entropy = sum(entropies.values()) / max(1, len(entropies))
@@ -391,12 +480,20 @@ def make_monitor(cfg, output_dir):
                 f'edge entropy {mean_entropy:.3f} | search ETA {format_duration(eta)}')
             log(f'  normal {cell_summary(arch, "normal")}')
             log(f'  reduce {cell_summary(arch, "reduce")}')
+            log(f'  {describe_skips(self.skip_counts[-1], capped)}')
+            keep = stop_epoch([counts['normal_searched'] for counts in self.skip_counts], cfg.skip_patience)
+            if keep is not None:
+                trainer.should_stop = True
+                log(f'  stopping early (--skip_patience {cfg.skip_patience}): the normal cell has had more '
+                    f'skip_connect edges than at epoch {keep} in each of the last {cfg.skip_patience}; final.json is '
+                    f'epoch_{keep}.json')
             save_checkpoint(trainer, output_dir / CHECKPOINT_FILE)
             log(f'  wrote {output_dir / f"epoch_{epoch}.json"} (.png, _probs.json) and {CHECKPOINT_FILE}')
 
-        def write_scalars(self, epoch, stats, probs, entropies, epoch_time, lr):
+        def write_scalars(self, epoch, stats, probs, entropies, epoch_time, lr, skip_counts):
             scalars = {'lr': lr, 'epoch_time': epoch_time,
                        'entropy/mean': sum(entropies.values()) / max(1, len(entropies))}
+            scalars.update({f'skip_connect/{cell}': count for cell, count in skip_counts.items() if cell != 'epoch'})
             for kind, record in stats.items():
                 loss, accuracy = record.means()
                 scalars[f'loss/{kind}'] = loss
@@ -417,6 +514,14 @@ def make_monitor(cfg, output_dir):
                     f'python nas/search_darts.py --resume --output_dir {output_dir}')
 
     return SearchMonitor()
+
+
+def describe_skips(counts, capped):
+    """'skip_connect edges: normal 2 (3 as searched; capped: 4 <- 1: sep_conv_3x3), reduce 1'."""
+    normal = f'normal {counts["normal"]}'
+    if capped:
+        normal += f' ({counts["normal_searched"]} as searched; capped: {", ".join(capped)})'
+    return f'skip_connect edges: {normal}, reduce {counts["reduce"]}'
 
 
 def describe_stats(stats):
@@ -480,7 +585,8 @@ def run(cfg):
 
     space = DARTS(width=cfg.width, num_cells=cfg.num_cells, dataset='cifar')
     search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device))
-    trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu', devices=1,
+    trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu',
+                      devices=[device.index or 0] if device.type == 'cuda' else 1,  # the GPU --device cuda:N names
                       precision=precision, callbacks=[make_monitor(cfg, output_dir)], logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       default_root_dir=str(output_dir))
@@ -493,14 +599,17 @@ def run(cfg):
     log(f'DARTS search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
         f'{len(arch_loader.labels)} for the architecture, batch {cfg.batch_size} ({len(weights_loader)} steps per '
         f'epoch); {cfg.num_cells} cells of width {cfg.width}; device {device}, precision {precision}, '
-        f'{torch.get_num_threads()} threads; output {output_dir}; setup {time.perf_counter() - setup_start:.1f}s')
+        f'{torch.get_num_threads()} thread{"s" * (torch.get_num_threads() != 1)}; output {output_dir}; '
+        f'setup {time.perf_counter() - setup_start:.1f}s')
     search_start = time.perf_counter()
     experiment.run()
-    arch = experiment.export_top_models(formatter='dict')[0]
+    # The epoch's cell as written (after --max_skip), not NNI's export_top_models (before it).
+    final_epoch = chosen_epoch(json.loads((output_dir / SKIP_COUNTS_FILE).read_text()), cfg.skip_patience)
+    arch = json.loads((output_dir / f'epoch_{final_epoch}.json').read_text())
     write_arch(arch, output_dir / f'{FINAL_NAME}.json')
     from .cell_plot import plot_cells
-    plot_cells(arch, output_dir / f'{FINAL_NAME}.png', 'final')
+    plot_cells(arch, output_dir / f'{FINAL_NAME}.png', f'final (epoch {final_epoch})')
     log(f'search done in {format_duration(time.perf_counter() - search_start)}; '
-        f'architecture {output_dir / f"{FINAL_NAME}.json"}: retrain it with '
+        f'architecture (epoch {final_epoch}) {output_dir / f"{FINAL_NAME}.json"}: retrain it with '
         f'python retrain/retrain.py --arch {output_dir / f"{FINAL_NAME}.json"}')
     return 0

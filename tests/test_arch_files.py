@@ -205,3 +205,46 @@ def test_retrain_refuses_a_bad_file_with_exit_status_2(tmp_path):
     assert result.returncode == 2
     assert f'error: {path}: normal_n2_p0: op index 9 is out of range' in result.stderr
     assert 'epoch' not in result.stdout
+
+
+# ---------------------------------------------------------------- random cells (nas/random_cells.py)
+
+def test_random_cells_are_reproducible_by_seed_and_uniform_over_the_darts_space():
+    from collections import Counter
+
+    from cifar_automl.arch_files import PRIMITIVES
+    from cifar_automl.random_cells import random_cells
+    cells = random_cells(300, seed=0)
+    assert cells == random_cells(300, seed=0) and cells[:5] == random_cells(5, seed=0)
+    assert cells[:5] != random_cells(5, seed=1)
+    ops, node5_inputs = Counter(), Counter()
+    for arch in cells:
+        assert set(arch) == set(load_arch('DARTS_V2'))  # NNI's 32 keys
+        assert parse_arch(json.dumps(arch), 'random') == arch  # already canonical
+        for cell in ('normal', 'reduce'):
+            for node in (2, 3, 4, 5):
+                inputs = [arch[f'{cell}/input_{node}_{slot}'][0] for slot in (0, 1)]
+                assert inputs[0] != inputs[1]  # two distinct inputs, as DARTS's export keeps
+                ops.update(arch[f'{cell}/op_{node}_{slot}'] for slot in (0, 1))
+            node5_inputs[tuple(arch[f'normal/input_5_{slot}'][0] for slot in (0, 1))] += 1
+    assert set(ops) == set(PRIMITIVES)  # the 7 ops, never the zero op
+    assert all(abs(count / sum(ops.values()) - 1 / 7) < 0.02 for count in ops.values())  # 4800 edges
+    assert len(node5_inputs) == 10 and max(node5_inputs.values()) < 2 * min(node5_inputs.values())  # 5 choose 2
+
+
+def test_random_cells_command_writes_cells_the_retrain_reads_and_keeps_another_seeds(tmp_path):
+    from cifar_automl import random_cells, retrain
+    assert random_cells.main(['--number', '2', '--seed', '3', '--output_dir', str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['random_0.json', 'random_0.png', 'random_1.json',
+                                                          'random_1.png']
+    expected = random_cells.random_cells(2, 3)
+    for k in (0, 1):
+        assert load_arch(tmp_path / f'random_{k}.json') == expected[k]
+        assert retrain.main(['--arch', str(tmp_path / f'random_{k}.json'), '--width', '4', '--num_cells', '3',
+                             '--print_arch']) == 0
+    assert random_cells.main(['--number', '2', '--seed', '3', '--output_dir', str(tmp_path)]) == 0  # the same again
+    result = subprocess.run([sys.executable, str(REPO / 'nas' / 'random_cells.py'), '--number', '1', '--seed', '4',
+                             '--output_dir', str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert 'random_0.json holds another cell than --seed 4 gives' in result.stderr
+    assert load_arch(tmp_path / 'random_0.json') == expected[0]

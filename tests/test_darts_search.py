@@ -18,7 +18,7 @@ from conftest import REPO, write_cifar_batches
 
 # About 2 s a step on 2 busy cores: two steps an epoch (64 images per half, batch 32).
 TINY = ['--dataset', 'digits', '--subset', '128', '--width', '4', '--num_cells', '3', '--batch_size', '32',
-        '--threads', '1', '--log_frequency', '1']
+        '--threads', '1', '--log_frequency', '1', '--device', 'cpu']
 TINY_WIDTH, TINY_CELLS = 4, 3
 ARCH_KEYS = {f'{cell}/{kind}_{node}_{edge}' for cell in ('normal', 'reduce') for kind in ('op', 'input')
              for node in (2, 3, 4, 5) for edge in (0, 1)}
@@ -72,7 +72,8 @@ def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
     epochs = 3
     # Not the defaults, to show that NNI's optimizers take the flags.
     optimizers = ['--momentum', '0.8', '--arch_beta1', '0.6', '--arch_weight_decay', '0.002', '--ending_lr', '0.002']
-    args = TINY + optimizers + ['--epochs', str(epochs), '--output_dir', str(out)]
+    # --max_skip 0: no skip_connect in any normal cell written
+    args = TINY + optimizers + ['--epochs', str(epochs), '--max_skip', '0', '--output_dir', str(out)]
     process = start_search(args, tmp_path)
     kill_after_first_checkpoint(process, out / darts_search.CHECKPOINT_FILE)
     saved_epoch = torch.load(out / darts_search.CHECKPOINT_FILE, weights_only=False)['epoch']
@@ -106,6 +107,17 @@ def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
     assert list((out / 'tensorboard').glob('events.out.tfevents.*'))
     assert (out / 'nni').is_dir()  # NNI's experiment directory is the search's, not ~/nni-experiments/<id>
     assert 'Sorted weights' not in output
+    counts = json.loads((out / darts_search.SKIP_COUNTS_FILE).read_text())
+    assert [c['epoch'] for c in counts] == list(range(epochs))  # the resumed search kept the history
+    for arch, count in zip(archs, counts):
+        assert count['normal'] == darts_search.skip_count(arch, 'normal') == 0
+        assert count['reduce'] == darts_search.skip_count(arch, 'reduce')
+    assert 'skip_connect edges: normal 0' in output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = set()
+    for events in (out / 'tensorboard').glob('events.out.tfevents.*'):
+        tags |= set(EventAccumulator(str(events)).Reload().Tags()['scalars'])
+    assert {'skip_connect/normal', 'skip_connect/normal_searched', 'skip_connect/reduce'} <= tags
 
 
 @pytest.mark.slow
@@ -199,3 +211,74 @@ def test_cell_plot_draws_every_edge_of_both_cells(tmp_path):
     with Image.open(tmp_path / 'cells.png') as png:
         assert png.width > 2 * png.height
     assert [p.name for p in tmp_path.iterdir()] == ['cells.png']  # no partial file left behind
+
+
+# ---------------------------------------------------------------- skip-connection collapse
+
+def skip_heavy_arch_and_probs():
+    """A normal cell whose eight edges are all skip_connect, each edge's softmax favouring skip by a
+    different margin; the reduction cell all max_pool_3x3."""
+    arch, probs = {}, {}
+    for cell in ('normal', 'reduce'):
+        for node in (2, 3, 4, 5):
+            for slot, source in enumerate((0, 1)):
+                arch[f'{cell}/op_{node}_{slot}'] = 'skip_connect' if cell == 'normal' else 'max_pool_3x3'
+                arch[f'{cell}/input_{node}_{slot}'] = [source]
+            for source in range(node):
+                skip = 0.30 + 0.01 * node + 0.001 * source  # node 5's edges hold skip strongest
+                rest = (1 - skip) / 7
+                probs[f'{cell}/{node}_{source}'] = {op: rest for op in (
+                    'max_pool_3x3', 'avg_pool_3x3', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5')}
+                probs[f'{cell}/{node}_{source}'].update({'skip_connect': skip, 'none': rest + 0.05})
+                # the best op after skip (and the zero op, never chosen): a different one per node
+                probs[f'{cell}/{node}_{source}'][('sep_conv_3x3', 'dil_conv_5x5', 'avg_pool_3x3', 'sep_conv_5x5')[
+                    node - 2]] += 0.01
+    return arch, probs
+
+
+def test_skip_cap_keeps_the_strongest_skips_and_gives_the_others_their_best_op():
+    arch, probs = skip_heavy_arch_and_probs()
+    capped, changes = darts_search.cap_skips(arch, probs, 2)
+    assert darts_search.skip_count(arch, 'normal') == 8 and darts_search.skip_count(capped, 'normal') == 2
+    # node 5's two edges have the highest skip weights: they stay; every other edge keeps its input
+    # and takes its own best op other than skip_connect and the zero op.
+    assert capped['normal/op_5_0'] == capped['normal/op_5_1'] == 'skip_connect'
+    assert [capped[f'normal/op_{node}_{slot}'] for node in (2, 3, 4) for slot in (0, 1)] == [
+        'sep_conv_3x3', 'sep_conv_3x3', 'dil_conv_5x5', 'dil_conv_5x5', 'avg_pool_3x3', 'avg_pool_3x3']
+    assert all(capped[key] == arch[key] for key in arch if 'input' in key or key.startswith('reduce/'))
+    assert len(changes) == 6 and '2 <- 0: sep_conv_3x3' in changes
+    assert darts_search.cap_skips(arch, probs, 8) == (arch, [])  # under the cap: unchanged
+    assert darts_search.skip_count(darts_search.cap_skips(arch, probs, 0)[0], 'normal') == 0
+    from cifar_automl.arch_files import parse_arch
+    parse_arch(json.dumps(capped), 'capped')  # still a valid cell for the retrain
+
+
+@pytest.mark.parametrize('counts, patience, keep', [
+    ([1, 1, 2, 2], 2, 1),   # grown for 2 epochs in a row: keep the epoch before the growth
+    ([1, 1, 2, 1], 2, None),  # back down: no stop
+    ([2, 1, 2, 2], 2, 1),   # the fewest so far (1 at epoch 1), not the first count, is the reference
+    ([0, 3, 3, 3], 0, None),  # 0: never stops
+    ([2, 2, 2], 1, None),   # a constant count never grows
+])
+def test_skip_patience_stops_when_the_normal_cells_skip_count_keeps_growing(counts, patience, keep):
+    assert darts_search.stop_epoch(counts, patience) == keep
+    history = [{'epoch': epoch, 'normal_searched': count} for epoch, count in enumerate(counts)]
+    assert darts_search.chosen_epoch(history, patience) == (len(counts) - 1 if keep is None else keep)
+
+
+def test_cifar_cpu_preset_is_the_hour_long_cpu_search_and_flags_override_it():
+    cfg = darts_search.resolve(['--preset', 'cifar_cpu'])
+    assert (cfg.dataset, cfg.subset, cfg.width, cfg.num_cells, cfg.epochs, cfg.batch_size, cfg.max_skip) == (
+        'cifar10', 5000, 8, 5, 20, 64, 2)
+    # 2500 images a half at batch 64: 39 steps of 4.2 s (measured), under an hour for 20 epochs
+    assert 20 * (2500 // 64) * 4.2 / 60 < 60
+    assert darts_search.resolve(['--preset', 'cifar_cpu', '--epochs', '3', '--max_skip', '-1']).epochs == 3
+    assert darts_search.resolve([]).max_skip == -1 and darts_search.resolve([]).skip_patience == 0
+
+
+def test_help_is_complete_and_says_what_applies_on_cpu():
+    text = ' '.join(darts_search.build_parser().format_help().split())
+    assert 'with NNI 3.0: `python nas/search_darts.py`.' in text  # the description's whole first paragraph
+    assert 'fp32 on CPUs' in text and 'bf16 on GPUs and on CPUs' not in text
+    assert 'NHWC memory format on GPUs (ignored on CPU' in text
+    assert text.count('outputs/darts-<time>') == 1 and "(default: '')" not in text
