@@ -1,12 +1,16 @@
-"""Results out of an NNI experiment, without the WebUI and without opening db/nni.sqlite by hand.
+"""Results out of NNI experiments, without the WebUI and without opening db/nni.sqlite by hand.
 
     python -m cifar_automl.report EXPERIMENT_ID --out results/      # a running experiment (REST API)
     python -m cifar_automl.report ~/nni-experiments/ID --out results/  # a stopped or copied-back one
+    python -m cifar_automl.report ID1 ID2 runs/ --out compare/      # several, or a folder of them
 
-Writes trials.csv (every trial: parameters, final and best intermediate metric, duration),
-report.md (the trials table, best first), best_command.txt (the best trial as a ready-to-run
-trial command line) and PNG plots. NNI 3.0's own `nnictl view` cannot open an experiment
-directory copied from another machine; this reads its db/nni.sqlite directly.
+One experiment: trials.csv (every trial: parameters, final and best intermediate metric,
+duration), report.md (the trials table, best first, parameter importance and the Pareto front
+of accuracy against training time), best_command.txt (the best trial as a ready-to-run trial
+command line) and PNG plots. Several: that report for each in its own folder, and one
+comparison (comparison.csv, report.md, best-so-far curves overlaid, importance and Pareto front
+over all their trials). NNI 3.0's own `nnictl view` cannot open an experiment directory copied
+from another machine; this reads its db/nni.sqlite directly.
 
 Both sources are read into the shapes NNI's REST API serves (`/experiment`, `/trial-jobs`,
 `/metric-data`), so everything after loading is one code path.
@@ -26,7 +30,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import flatten_nni_params
+from . import analysis
+from .config import OPTIONS, ConfigError, flatten_nni_params, resolve
 from .files import atomic_write_bytes, atomic_write_text
 
 TERMINAL_EVENTS = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
@@ -65,6 +70,8 @@ class Experiment:
     profile: dict  # the experiment's config as NNI stores it (searchSpace, trialCommand, tuner, ...)
     trials: list
     source: str  # where it was read from, for the report's header
+    start_ms: int = None  # when NNI started it
+    exec_s: float = None  # NNI's running time, what maxExperimentDuration counts
 
     @property
     def maximize(self):
@@ -83,6 +90,30 @@ class Experiment:
     def best(self):
         ranked = self.ranked()
         return ranked[0] if ranked and is_number(ranked[0].metric) else None
+
+    def tuner(self):
+        """The tuner's name as a config gives it (TPE, or a custom tuner's class), and the assessor's."""
+        names = []
+        for key in ('tuner', 'advisor', 'assessor'):
+            algorithm = self.profile.get(key) or {}
+            name = algorithm.get('name') or (algorithm.get('className') or '').rsplit('.', 1)[-1]
+            names += [name] if name else []
+        return ' + '.join(names) or '?'
+
+    def wall_time_s(self):
+        """NNI's own running time; for a database without it, first trial start to last trial end."""
+        if self.exec_s:
+            return float(self.exec_s)
+        starts = [t.start_ms for t in self.trials if t.start_ms is not None]
+        ends = [t.end_ms for t in self.trials if t.end_ms is not None]
+        return (max(ends) - min(starts)) / 1000 if starts and ends else None
+
+    def tuned_metric(self):
+        """What is tuned, in words: experiments compare only when this is the same (the trial's
+        --dataset, and whether `default` is maximised or minimised)."""
+        dataset = re.search(r'--dataset[= ](\S+)', self.profile.get('trialCommand') or '')
+        return (f'{"maximize" if self.maximize else "minimize"} `default` on '
+                f'{dataset.group(1) if dataset else OPTIONS["dataset"].default}')
 
     def parameter_names(self):
         """Search-space order first, then any name only the trials carry (nested choices)."""
@@ -113,7 +144,7 @@ def decode_metric(data):
     return {'default': value}
 
 
-def build_experiment(experiment_id, profile, jobs, metrics, source):
+def build_experiment(experiment_id, profile, jobs, metrics, source, start_ms=None, exec_s=None):
     """jobs and metrics as the REST API's /trial-jobs and /metric-data serve them."""
     trials = {}
     for job in jobs:
@@ -130,7 +161,8 @@ def build_experiment(experiment_id, profile, jobs, metrics, source):
             trial.final = decode_metric(metric['data'])
         elif metric['type'] == 'PERIODICAL':
             trial.intermediate.append(decode_metric(metric['data']))
-    return Experiment(experiment_id, profile, sorted(trials.values(), key=lambda t: t.number), source)
+    return Experiment(experiment_id, profile, sorted(trials.values(), key=lambda t: t.number), source,
+                      start_ms, exec_s)
 
 
 def load_directory(directory):
@@ -138,8 +170,7 @@ def load_directory(directory):
     directory = Path(directory).expanduser()
     database = directory / 'db' / 'nni.sqlite'
     if not database.is_file():
-        found = sorted(str(p.parent.parent) for p in directory.glob('*/db/nni.sqlite')
-                       if not p.parent.parent.is_symlink())  # NNI's `_latest` link repeats one of them
+        found = [str(path) for path in experiment_directories(directory)]
         hint = (f'; the experiment directories under it: {", ".join(found)}' if found else
                 '; pass an experiment\'s own directory (<experimentWorkingDirectory>/<id>, by default '
                 '~/nni-experiments/<id>)')
@@ -149,7 +180,8 @@ def load_directory(directory):
     try:
         connection.row_factory = sqlite3.Row
         profile_row = connection.execute(
-            'SELECT params, id FROM ExperimentProfile ORDER BY revision DESC LIMIT 1').fetchone()
+            'SELECT params, id, startTime, execDuration FROM ExperimentProfile ORDER BY revision DESC LIMIT 1'
+        ).fetchone()
         events = connection.execute(
             'SELECT timestamp, trialJobId, event, data, sequenceId FROM TrialJobEvent ORDER BY rowid').fetchall()
         metrics = [dict(row) for row in connection.execute(
@@ -161,7 +193,13 @@ def load_directory(directory):
     if profile_row is None:
         raise ReportError(f'{database}: no experiment profile stored yet')
     return build_experiment(profile_row['id'], json.loads(profile_row['params']), replay_events(events),
-                            metrics, str(directory))
+                            metrics, str(directory), profile_row['startTime'], profile_row['execDuration'])
+
+
+def experiment_directories(folder):
+    """The experiment directories in `folder`, as NNI's experimentWorkingDirectory holds them."""
+    return sorted(path.parent.parent for path in Path(folder).glob('*/db/nni.sqlite')
+                  if not path.parent.parent.is_symlink())  # NNI's `_latest` link repeats one of them
 
 
 def replay_events(events):
@@ -205,7 +243,8 @@ def load_rest(base_url):
         metrics = fetch_json(f'{api}/metric-data')
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise ReportError(f'{base_url}: no NNI REST API answers there ({error})') from error
-    return build_experiment(profile['id'], profile['params'], jobs, metrics, base_url)
+    return build_experiment(profile['id'], profile['params'], jobs, metrics, base_url,
+                            profile.get('startTime'), profile.get('execDuration'))
 
 
 def registered_experiments():
@@ -238,6 +277,30 @@ def load(experiment, url=None):
         except ReportError:
             pass  # registered as running but its manager is gone: read what it left on disk
     return load_directory(Path(entry['logDir']).expanduser() / experiment)
+
+
+def load_all(arguments, url=None):
+    """Every experiment the arguments name: ids, experiment directories, folders holding
+    experiment directories, and a running one's --url. Raises ReportError before anything is
+    written when one is missing, or when they do not measure the same metric."""
+    experiments = [load_rest(url)] if url else []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        inside = experiment_directories(path) if path.is_dir() and not (path / 'db' / 'nni.sqlite').is_file() else []
+        experiments += [load_directory(directory) for directory in inside] or [load(argument)]
+    ids = [experiment.id for experiment in experiments]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ReportError(f'experiment {", ".join(twice)} given twice (' + ', '.join(
+            e.source for e in experiments if e.id in twice) + ')')
+    metrics = {experiment.tuned_metric() for experiment in experiments}
+    if len(metrics) > 1:
+        raise ReportError('these experiments do not measure the same metric, so they cannot be compared: ' +
+                          '; '.join(f'{e.id} ({e.source}): {e.tuned_metric()}' for e in experiments))
+    for experiment in experiments:
+        if not experiment.trials:
+            raise ReportError(f'experiment {experiment.id} ({experiment.source}) has no trials yet')
+    return experiments
 
 
 # ---------------------------------------------------------------- outputs
@@ -294,8 +357,12 @@ def write_csv(rows, path):
 def best_command(experiment, trial):
     """The experiment's trial command with the trial's parameters as flags: what NNI ran,
     runnable by hand from the trial code directory (the parameters override flags of the same name)."""
-    command = experiment.profile.get('trialCommand') or 'python trial/main.py'
-    for name, value in trial.parameters.items():
+    return with_flags(experiment.profile.get('trialCommand') or 'python trial/main.py', trial.parameters)
+
+
+def with_flags(command, flags):
+    """`command` with each of `flags` as `--name value`, replacing the command's own value of that name."""
+    for name, value in flags.items():
         # Drop the command's own `--name value` / `--name=value` so the tuned value is the one that counts.
         command = re.sub(rf'(?<!\S)--{re.escape(name)}(=\S*|\s+(?!--)\S+)?(?!\S)', '', command)
         command = f'{command.rstrip()} --{name} {shlex.quote(format_flag(value))}'
@@ -330,13 +397,11 @@ def markdown_report(experiment, rows, command, plots):
     statuses = {}
     for trial in experiment.trials:
         statuses[trial.status] = statuses.get(trial.status, 0) + 1
-    algorithm = experiment.profile.get('tuner') or experiment.profile.get('advisor') or {}
     lines = [f'# NNI experiment `{experiment.id}`' + (f': {experiment.profile["experimentName"]}'
                                                       if experiment.profile.get('experimentName') else ''),
              '',
              f'- Source: `{experiment.source}`',
-             f'- Tuner: {algorithm.get("name") or algorithm.get("className") or "?"} '
-             f'({"maximize" if experiment.maximize else "minimize"} `default`)',
+             f'- Tuner: {experiment.tuner()} ({"maximize" if experiment.maximize else "minimize"} `default`)',
              f'- Trials: {len(experiment.trials)} (' + ', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))
              + ')',
              f'- Trial command: `{experiment.profile.get("trialCommand", "")}`', '']
@@ -362,11 +427,8 @@ def plot_metric_per_trial(experiment, plt, path):
     scored = [t for t in experiment.trials if is_number(t.metric)]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter([t.number for t in scored], [t.metric for t in scored], label='trial', zorder=3)
-    best_so_far, best = [], None
-    for trial in scored:
-        best = trial.metric if best is None or experiment.better(trial.metric, best) else best
-        best_so_far.append(best)
-    ax.step([t.number for t in scored], best_so_far, where='post', color='tab:red', label='best so far')
+    ax.step([t.number for t in scored], analysis.best_so_far([t.metric for t in scored], experiment.maximize),
+            where='post', color='tab:red', label='best so far')
     unscored = [t.number for t in experiment.trials if not is_number(t.metric)]
     if unscored:  # failed, stopped early or still running: marked on the axis
         ax.plot(unscored, [0.02] * len(unscored), 'x', color='tab:gray', transform=ax.get_xaxis_transform(),
@@ -441,10 +503,15 @@ def plot_parameters(experiment, plt, path):
     plt.close(fig)
 
 
-def write_plots(experiment, out):
+def pyplot():
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    return plt
+
+
+def write_plots(experiment, out):
+    plt = pyplot()
     plots = [out / 'metric_per_trial.png', out / 'intermediate.png']
     plot_metric_per_trial(experiment, plt, plots[0])
     plot_intermediate(experiment, plt, plots[1])
@@ -452,6 +519,223 @@ def write_plots(experiment, out):
         plots.append(out / 'parameters.png')
         plot_parameters(experiment, plt, plots[2])
     return plots
+
+
+# ---------------------------------------------------------------- over all trials: importance, Pareto front
+
+@dataclass
+class Importance:
+    shares: list  # (parameter, share of the predicted metric's variance), largest first
+    r2: float  # the forest's out-of-bag R^2
+    trials: int  # the trials it rests on
+
+
+def scored_trials(experiments):
+    """(experiment, trial) for every trial with a final metric."""
+    return [(experiment, trial) for experiment in experiments for trial in experiment.trials if is_number(trial.metric)]
+
+
+def training_time(trial):
+    """The trial's own training seconds (data loading and the final test excluded), else its run time."""
+    value = trial.final.get('train_time')
+    return value if is_number(value) else trial.duration_s
+
+
+def command_values(experiment):
+    """What the experiment's trial command sets for every trial option (its flags, else the trial's
+    defaults), so that a trial lacking a parameter gets the value it trained with: a plain
+    tuner's fixed --epochs beside Hyperband's budgets, or Adam's beta1 where only SGD tunes momentum."""
+    words = shlex.split(experiment.profile.get('trialCommand') or '')
+    if len(words) < 2 or not words[1].endswith('trial/main.py'):
+        return {}
+    try:
+        return vars(resolve(words[2:]))
+    except (ConfigError, SystemExit):  # a command the trial refuses: its trials failed anyway
+        return {}
+
+
+def parameter_importance(experiments):
+    """fANOVA first-order importance over every finished trial; None with too few of them."""
+    pairs = scored_trials(experiments)
+    if len(pairs) < analysis.MIN_TRIALS_FOR_IMPORTANCE:
+        return None
+    names, space = [], {}
+    for experiment in experiments:
+        names += [name for name in experiment.parameter_names() if name not in names]
+        space = {**(experiment.profile.get('searchSpace') or {}), **space}
+    fixed = {experiment.id: command_values(experiment) for experiment in experiments}
+    X = analysis.encode([{**fixed[e.id], **trial.parameters} for e, trial in pairs], names, space)
+    varied = [j for j, name in enumerate(names) if len({str(x) for x in X[:, j]}) > 1]  # a constant explains nothing
+    if not varied:
+        return None
+    shares, r2 = analysis.first_order_importance(X[:, varied], [trial.metric for _, trial in pairs])
+    return Importance(sorted(zip((names[j] for j in varied), shares.tolist()), key=lambda item: -item[1]),
+                      r2, len(pairs))
+
+
+def pareto_trials(experiments):
+    """(experiment, trial) on the front of the final metric against training time, cheapest first."""
+    pairs = [(e, t) for e, t in scored_trials(experiments) if training_time(t) is not None]
+    front = analysis.pareto_front([t.metric if e.maximize else -t.metric for e, t in pairs],
+                                  [training_time(t) for _, t in pairs])
+    return pairs, [pairs[i] for i in front]
+
+
+def plot_importance(importance, plt, path):
+    names = [name for name, _ in importance.shares][::-1]  # largest at the top
+    shares = [share for _, share in importance.shares][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.38 * len(names)))
+    bars = ax.barh(names, shares, color='tab:blue')
+    ax.bar_label(bars, [f'{share:.0%}' for share in shares], padding=3, fontsize=9)
+    ax.set_xlim(0, max(1e-9, max(shares)) * 1.18)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f'{value:.0%}'))
+    ax.set_xlabel('share of the predicted metric\'s variance explained by the parameter alone')
+    ax.set_title(f'Parameter importance (first-order fANOVA, random forest)\n'
+                 f'{importance.trials} trials, forest out-of-bag R² {importance.r2:.2f}', fontsize=11)
+    ax.grid(axis='x', alpha=0.3)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_pareto(experiments, pairs, front, plt, path):
+    fig, ax = plt.subplots(figsize=(8, 5))
+    several = len(experiments) > 1
+    for experiment in experiments:
+        mine = [t for e, t in pairs if e is experiment]
+        ax.scatter([training_time(t) for t in mine], [t.metric for t in mine], s=18, alpha=0.6,
+                   label=f'{experiment.id} ({experiment.tuner()})' if several else 'trial')
+    ax.step([training_time(t) for _, t in front], [t.metric for _, t in front], where='post', color='tab:red',
+            linewidth=1.2, zorder=3)
+    ax.scatter([training_time(t) for _, t in front], [t.metric for _, t in front], s=70, facecolors='none',
+               edgecolors='tab:red', linewidths=1.5, zorder=4, label='Pareto front')
+    for e, t in front:
+        ax.annotate(f'{e.id}:{t.number}' if several else f'trial {t.number}', (training_time(t), t.metric),
+                    textcoords='offset points', xytext=(5, -11), fontsize=8, color='tab:red')
+    ax.margins(x=0.1)  # room for the labels of the front's last points
+    ax.set_xlabel('training time of the trial (s)')
+    ax.set_ylabel('final metric (default)')
+    ax.set_title('Final metric against training time: the front no trial beats on both')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='lower right', fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def trial_set_sections(experiments, out, plt):
+    """report.md's importance and Pareto sections over the experiments' trials, and their PNGs."""
+    lines, plots = ['## Which parameters matter', ''], []
+    importance = parameter_importance(experiments)
+    if importance is None:
+        lines += [f'Not computed: it needs at least {analysis.MIN_TRIALS_FOR_IMPORTANCE} trials with a final '
+                  'result and a parameter that varies.', '']
+    else:
+        plots.append(out / 'importance.png')
+        plot_importance(importance, plt, plots[-1])
+        lines += [f'First-order functional ANOVA (fANOVA) of a random forest fitted to the {importance.trials} '
+                  'trials with a final result: the share of the predicted metric\'s variance each parameter '
+                  'explains alone (the rest of 100% is interactions). The forest\'s out-of-bag R² is '
+                  f'{importance.r2:.2f}' + (' : the parameters hardly predict the metric here, so read these '
+                                            'shares as noise.' if importance.r2 < 0.2 else '.'), '',
+                  '| parameter | importance |', '|---|---|']
+        lines += [f'| {name} | {share:.1%} |' for name, share in importance.shares]
+        lines += ['', f'![importance]({plots[-1].name})', '']
+    pairs, front = pareto_trials(experiments)
+    if front:
+        plots.append(out / 'pareto.png')
+        plot_pareto(experiments, pairs, front, plt, plots[-1])
+        lines += ['## Accuracy against training time: the Pareto front', '',
+                  f'Of {len(pairs)} trials, these {len(front)} are beaten by no other on both the final metric '
+                  'and training time (cheapest first):', '',
+                  '| experiment | trial | default | test_acc | training time (s) | command |',
+                  '|---|---|---|---|---|---|']
+        lines += [f'| {e.id} | {t.number} | {format_value(t.metric, ".2f")} | '
+                  f'{format_value(t.final.get("test_acc"), ".2f")} | {format_value(training_time(t), ".1f")} | '
+                  f'`{best_command(e, t)}` |' for e, t in front]
+        lines += ['', f'![pareto]({plots[-1].name})', '']
+    return lines, plots
+
+
+# ---------------------------------------------------------------- several experiments
+
+def comparison_rows(experiments):
+    """One dict per experiment, best first: comparison.csv's rows."""
+    rows = []
+    for experiment in experiments:
+        best, wall = experiment.best(), experiment.wall_time_s()
+        rows.append({
+            'experiment': experiment.id, 'name': experiment.profile.get('experimentName', ''),
+            'tuner': experiment.tuner(), 'trials': len(experiment.trials),
+            'succeeded': sum(trial.status == 'SUCCEEDED' for trial in experiment.trials),
+            'wall_time_min': None if wall is None else round(wall / 60, 1),
+            'best_trial': best.number if best else None, 'best_val': best.metric if best else None,
+            'best_test': best.final.get('test_acc') if best else None,
+            'best_train_time_s': round(training_time(best), 1) if best and training_time(best) else None,
+            'source': experiment.source})
+    sign = 1 if experiments[0].maximize else -1
+    return sorted(rows, key=lambda row: -sign * row['best_val'] if is_number(row['best_val']) else math.inf)
+
+
+def finished_in_order(experiment):
+    """Trials with a final metric in the order they ended, each with its minutes since the experiment began."""
+    done = sorted((t for t in experiment.trials if is_number(t.metric) and t.end_ms is not None),
+                  key=lambda t: t.end_ms)
+    start = experiment.start_ms or min((t.start_ms for t in experiment.trials if t.start_ms is not None), default=0)
+    return done, [(t.end_ms - start) / 60000 for t in done]
+
+
+def plot_best_so_far(experiments, plt, path):
+    fig, (by_time, by_count) = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    for experiment in experiments:
+        done, minutes = finished_in_order(experiment)
+        if not done:
+            continue
+        best = analysis.best_so_far([t.metric for t in done], experiment.maximize)
+        wall = (experiment.wall_time_s() or 0) / 60
+        line, = by_time.step(minutes + [max(wall, minutes[-1])], best + best[-1:], where='post', linewidth=1.8,
+                             label=f'{experiment.id} ({experiment.tuner()})')
+        by_count.step(range(1, len(done) + 1), best, where='post', linewidth=1.8, color=line.get_color())
+    by_time.set_xlabel('wall-clock time since the experiment started (min)')
+    by_count.set_xlabel('trials finished')
+    by_count.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    by_time.set_ylabel('best final metric so far (default)')
+    for ax in (by_time, by_count):
+        ax.grid(alpha=0.3)
+    by_time.legend(loc='lower right', fontsize=8)
+    fig.suptitle('Best so far, all experiments')
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def comparison_table(rows):
+    headers = ['experiment', 'tuner', 'trials (succeeded)', 'wall time (min)', 'best trial', 'best val (default)',
+               'its test_acc', 'its training time (s)']
+    lines = ['| ' + ' | '.join(headers) + ' |', '|' + '|'.join('---' for _ in headers) + '|']
+    for row in rows:
+        lines.append(f'| [{row["experiment"]}]({row["experiment"]}/report.md) | {row["tuner"]} | '
+                     f'{row["trials"]} ({row["succeeded"]}) | {format_value(row["wall_time_min"], ".1f")} | '
+                     f'{format_value(row["best_trial"])} | {format_value(row["best_val"], ".2f")} | '
+                     f'{format_value(row["best_test"], ".2f")} | {format_value(row["best_train_time_s"], ".1f")} |')
+    return '\n'.join(lines)
+
+
+def write_comparison(experiments, out):
+    """Each experiment's report in out/<id>/, and the comparison in out/; returns the paths written."""
+    out = Path(out)
+    written = []
+    for experiment in experiments:
+        written += write_report(experiment, out / experiment.id)
+    rows = comparison_rows(experiments)
+    write_csv(rows, out / 'comparison.csv')
+    plt = pyplot()
+    plot_best_so_far(experiments, plt, out / 'best_so_far.png')
+    sections, plots = trial_set_sections(experiments, out, plt)
+    lines = [f'# {len(experiments)} NNI experiments compared', '',
+             f'Each tunes {experiments[0].tuned_metric()}. One folder per experiment holds its own report.', '',
+             comparison_table(rows), '', '## Best so far', '', '![best_so_far](best_so_far.png)', ''] + sections
+    lines += ['## Sources', ''] + [f'- `{e.id}`: `{e.source}`' for e in experiments] + ['']
+    atomic_write_text('\n'.join(lines), out / 'report.md')
+    return written + [out / 'comparison.csv', out / 'report.md', out / 'best_so_far.png'] + plots
 
 
 # ---------------------------------------------------------------- entry point
@@ -471,40 +755,48 @@ def write_report(experiment, out):
         atomic_write_text(command + '\n', out / 'best_command.txt')
         written.append(out / 'best_command.txt')
     plots = write_plots(experiment, out)
-    atomic_write_text(markdown_report(experiment, rows, command, plots), out / 'report.md')
-    return written + [out / 'report.md'] + plots
+    sections, more_plots = trial_set_sections([experiment], out, pyplot())
+    atomic_write_text(markdown_report(experiment, rows, command, plots) + '\n'.join(sections), out / 'report.md')
+    return written + [out / 'report.md'] + plots + more_plots
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m cifar_automl.report',
-        description='Export an NNI experiment\'s trials: trials.csv, report.md, best_command.txt, PNG plots.')
-    parser.add_argument('experiment', nargs='?', default='',
-                        help='experiment id (nnictl experiment list --all) or experiment directory '
-                             '(holding db/nni.sqlite, e.g. ~/nni-experiments/ID or a copy of it)')
+        description='Export NNI experiments\' trials: trials.csv, report.md, best_command.txt, PNG plots; '
+                    'with several experiments, also one comparison of them all.')
+    parser.add_argument('experiments', nargs='*', metavar='EXPERIMENT',
+                        help='experiment id (nnictl experiment list --all), experiment directory (holding '
+                             'db/nni.sqlite, e.g. ~/nni-experiments/ID or a copy of it), or a folder holding '
+                             'experiment directories')
     parser.add_argument('--url', default='', help='a running experiment\'s WebUI address, http://HOST:PORT '
-                                                  '(e.g. through an SSH tunnel), instead of EXPERIMENT')
-    parser.add_argument('--out', default='', help='output directory (default: report-<experiment id>)')
+                                                  '(e.g. through an SSH tunnel)')
+    parser.add_argument('--out', default='', help='output directory (default: report-<experiment id>, '
+                                                  'or report-comparison for several)')
     args = parser.parse_args(argv)
-    if not args.experiment and not args.url:
+    if not args.experiments and not args.url:
         parser.error('give an EXPERIMENT id or directory, or --url')
     try:
         started = time.perf_counter()
-        experiment = load(args.experiment, args.url)
-        written = write_report(experiment, args.out or f'report-{experiment.id}')
+        experiments = load_all(args.experiments, args.url)
+        if len(experiments) == 1:
+            written = write_report(experiments[0], args.out or f'report-{experiments[0].id}')
+        else:
+            written = write_comparison(experiments, args.out or 'report-comparison')
     except ReportError as error:
         print(f'error: {error}', file=sys.stderr, flush=True)
         return 2
-    best = experiment.best()
-    print(f'experiment {experiment.id}: {len(experiment.trials)} trials from {experiment.source}')
-    if best is not None:
-        print(f'best: trial {best.number} ({best.id}), default {best.metric:.2f}')
-        print(f'  {best_command(experiment, best)}')
+    for experiment in experiments:
+        best = experiment.best()
+        print(f'experiment {experiment.id} ({experiment.tuner()}): {len(experiment.trials)} trials from '
+              f'{experiment.source}')
+        if best is not None:
+            print(f'best: trial {best.number} ({best.id}), default {best.metric:.2f}')
+            print(f'  {best_command(experiment, best)}')
     for path in written:
         print(f'wrote {path}')
     print(f'({time.perf_counter() - started:.1f}s)')
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

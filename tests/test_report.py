@@ -120,7 +120,8 @@ def test_markdown_table_and_plots(experiment_dir, tmp_path):
     assert report.main([str(experiment_dir), '--out', str(out)]) == 0
     rows = read_csv(out / 'trials.csv')
     markdown = (out / 'report.md').read_text()
-    table = [line for line in markdown.splitlines() if line.startswith('| ')]
+    trials_section = markdown.split('## Trials, best first')[1].split('\n## ')[0]
+    table = [line for line in trials_section.splitlines() if line.startswith('| ')]
     assert table[0].startswith('| rank | trial | id | status | initial_lr | optimizer | batch_size | momentum |')
     assert [line.split(' | ')[2] for line in table[1:]] == [f'`{row["id"]}`' for row in rows]
     assert table[1].startswith('| 1 | ')

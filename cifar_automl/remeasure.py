@@ -1,0 +1,186 @@
+"""Re-measure an experiment's winners: its top-k configurations trained again with several seeds,
+reported as mean ± std, beside a baseline command at the same seeds.
+
+    python -m cifar_automl.remeasure EXPERIMENT --top 3 --seeds 0 1 2 --out remeasure/ \\
+        --baseline "python3 trial/main.py --preset cpu --data_dir data --log_frequency 0"
+    python -m cifar_automl.remeasure EXPERIMENT --set epochs=10 ...  # a short-trial search's winners, trained longer
+
+The top of a search is partly selection noise: out of many configurations, the one with the
+luckiest seed and validation split tops the table, and its own numbers overstate it. Here each
+configuration runs as the experiment ran it (its trial command with the trial's parameters, as
+best_command.txt) plus `--seed S`, one run after the other (a CPU run uses every core, and
+timings stay comparable). Each run lands in OUT/<config>/seed<S>/ (metrics.json, run.log); a run
+whose metrics.json is there is not run again, so an interrupted re-measurement resumes.
+Writes runs.csv (every run) and summary.csv / summary.md (per configuration, mean ± std).
+"""
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from . import report
+from .config import ConfigError, exit_status, resolve
+from .files import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+TRIAL_SCRIPT = 'trial/main.py'
+
+
+def configurations(experiment, top, baseline, overrides):
+    """[(label, command, the trial or None)]: the `top` best trials, with `overrides` {flag: value},
+    then the baseline."""
+    ranked = [trial for trial in experiment.ranked() if report.is_number(trial.metric)][:top]
+    if not ranked:
+        raise ConfigError(f'experiment {experiment.id} ({experiment.source}): no trial has a final result '
+                          'to re-measure')
+    configs = [(f'trial{trial.number}', report.with_flags(report.best_command(experiment, trial), overrides), trial)
+               for trial in ranked]
+    if baseline:
+        configs.append(('baseline', baseline, None))
+    for label, command, _ in configs:
+        check_command(label, command)
+    return configs
+
+
+def check_command(label, command):
+    """A trial/main.py command's flags are checked now, not after the first run has trained."""
+    words = shlex.split(command)
+    if len(words) < 2 or words[1] != TRIAL_SCRIPT:
+        raise ConfigError(f'{label}: {command!r} does not run {TRIAL_SCRIPT} (expected "python3 {TRIAL_SCRIPT} ...")')
+    try:
+        resolve(words[2:])
+    except SystemExit:  # argparse has printed which flag it does not know
+        raise ConfigError(f'{label}: {command!r} has flags {TRIAL_SCRIPT} does not accept') from None
+    except ConfigError as error:
+        raise ConfigError(f'{label}: {error}') from None
+
+
+def run(command, seed, directory):
+    """One training of `command` with `seed` into `directory`; its metrics.json, or None if it failed."""
+    metrics = directory / 'metrics.json'
+    if metrics.is_file():
+        return json.loads(metrics.read_text())
+    directory.mkdir(parents=True, exist_ok=True)
+    words = shlex.split(report.with_flags(command, {'seed': seed, 'output_dir': str(directory.resolve())}))
+    with open(directory / 'run.log', 'w') as log:
+        finished = subprocess.run(words, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if finished.returncode != 0 or not metrics.is_file():
+        return None
+    return json.loads(metrics.read_text())
+
+
+def mean_std(values):
+    values = [v for v in values if report.is_number(v)]
+    if not values:
+        return None, None
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(configs, runs):
+    """One row per configuration: NNI's number for it, then mean and std over its seeds."""
+    rows = []
+    for label, command, trial in configs:
+        mine = [r for r in runs if r['config'] == label and r['status'] == 'ok']
+        row = {'config': label, 'nni_default': trial.metric if trial else None,
+               'nni_test_acc': trial.final.get('test_acc') if trial else None, 'runs': len(mine)}
+        for key in ('default', 'test_acc', 'train_time'):
+            row[f'{key}_mean'], row[f'{key}_std'] = mean_std([r[key] for r in mine])
+        row['command'] = command
+        rows.append(row)
+    return rows
+
+
+def plus_minus(row, key, digits=2):
+    mean, std = row[f'{key}_mean'], row[f'{key}_std']
+    return '' if mean is None else f'{mean:.{digits}f} ± {std:.{digits}f}'
+
+
+def summary_markdown(experiment, seeds, rows):
+    baseline = next((row for row in rows if row['config'] == 'baseline'), None)
+    lines = [f'# Re-measured: the top of experiment `{experiment.id}` ({experiment.tuner()})', '',
+             f'Each configuration trained with seeds {", ".join(map(str, seeds))}, one run after the other; '
+             'mean ± standard deviation over the runs that finished. "NNI" is what the experiment itself '
+             'reported for the trial (one seed, and the best of many: expect it above the mean).', '',
+             '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | training time (s) |'
+             + (' test_acc vs baseline |' if baseline else ''),
+             '|---|---|---|---|---|---|---|' + ('---|' if baseline else '')]
+    for row in rows:
+        cells = [row['config'], str(row['runs']), report.format_value(row['nni_default'], '.2f'),
+                 report.format_value(row['nni_test_acc'], '.2f'), plus_minus(row, 'default'),
+                 plus_minus(row, 'test_acc'), plus_minus(row, 'train_time', 1)]
+        if baseline:
+            both = row is not baseline and row['test_acc_mean'] is not None and baseline['test_acc_mean'] is not None
+            cells.append(f'{row["test_acc_mean"] - baseline["test_acc_mean"]:+.2f}' if both else '')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += ['', '## Commands (each run adds `--seed S --output_dir OUT/<config>/seed<S>`)', '']
+    lines += [f'- {row["config"]}: `{row["command"]}`' for row in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def write_results(experiment, seeds, configs, runs, out):
+    report.write_csv(runs, out / 'runs.csv')
+    rows = summarise(configs, runs)
+    report.write_csv(rows, out / 'summary.csv')
+    atomic_write_text(summary_markdown(experiment, seeds, rows), out / 'summary.md')
+    return rows
+
+
+def parse_overrides(assignments):
+    pairs = [assignment.partition('=') for assignment in assignments]
+    bad = [assignment for assignment, (name, equals, value) in zip(assignments, pairs)
+           if not (name and equals and value)]
+    if bad:
+        raise ConfigError(f'--set {bad[0]}: expected NAME=VALUE, a trial flag and its value (epochs=10)')
+    return {name: value for name, _, value in pairs}
+
+
+def remeasure(args):
+    if args.top < 1:
+        raise ConfigError(f'--top {args.top}: expected at least 1')
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise ConfigError(f'--seeds {" ".join(map(str, args.seeds))}: expected distinct seeds >= 0')
+    try:
+        experiment = report.load(args.experiment)
+    except report.ReportError as error:
+        raise ConfigError(str(error)) from None
+    configs = configurations(experiment, args.top, args.baseline, parse_overrides(args.set))
+    out = Path(args.out or f'remeasure-{experiment.id}')
+    runs = []
+    for label, command, _ in configs:
+        for seed in args.seeds:
+            directory = out / label / f'seed{seed}'
+            print(f'{label} seed {seed}: {directory}', flush=True)
+            metrics = run(command, seed, directory)
+            runs.append({'config': label, 'seed': seed, 'status': 'ok' if metrics else 'failed',
+                         **{key: (metrics or {}).get(key) for key in ('default', 'test_acc', 'train_time')},
+                         'directory': str(directory)})
+            if metrics is None:
+                print(f'  failed: see {directory / "run.log"}', flush=True)
+            write_results(experiment, args.seeds, configs, runs, out)  # after each run: partial results readable
+    for row in write_results(experiment, args.seeds, configs, runs, out):
+        print(f'{row["config"]}: {row["runs"]} runs, test_acc {plus_minus(row, "test_acc")}, '
+              f'training {plus_minus(row, "train_time", 1)} s')
+    print(f'wrote {out / "summary.md"}, {out / "summary.csv"}, {out / "runs.csv"}')
+    return 0 if all(r['status'] == 'ok' for r in runs) else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m cifar_automl.remeasure', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('experiment', help='experiment id or experiment directory, as for cifar_automl.report')
+    parser.add_argument('--top', type=int, default=3, help='how many of the best trials to re-run')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='the seeds each one runs with')
+    parser.add_argument('--baseline', default='', help='a trial/main.py command to run at the same seeds, e.g. '
+                                                       '"python3 trial/main.py --preset cpu --data_dir data"')
+    parser.add_argument('--set', nargs='+', default=[], metavar='NAME=VALUE',
+                        help='trial flags to change in every top configuration (not the baseline), e.g. epochs=10 '
+                             'to train the winners of a short-trial search as long as the baseline')
+    parser.add_argument('--out', default='', help='output directory (default: remeasure-<experiment id>)')
+    return exit_status(lambda: remeasure(parser.parse_args(argv)))
+
+
+if __name__ == '__main__':
+    sys.exit(main())
