@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .config import ConfigError, exit_status, resolve
+from .config import ArgumentParser, ConfigError, exit_status, resolve
 from .files import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def remeasure(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m cifar_automl.remeasure', description=__doc__.split('\n\n')[0],
+    parser = ArgumentParser(prog='python -m cifar_automl.remeasure', description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('experiment', help='experiment id or experiment directory, as for cifar_automl.report')
     parser.add_argument('--top', type=int, default=3, help='how many of the best trials to re-run')

@@ -15,7 +15,6 @@ from another machine; this reads its db/nni.sqlite directly.
 Both sources are read into the shapes NNI's REST API serves (`/experiment`, `/trial-jobs`,
 `/metric-data`), so everything after loading is one code path.
 """
-import argparse
 import csv
 import io
 import json
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import analysis
-from .config import OPTIONS, ConfigError, flatten_nni_params, resolve
+from .config import OPTIONS, ArgumentParser, ConfigError, flatten_nni_params, resolve
 from .files import atomic_write_bytes, atomic_write_text
 
 TERMINAL_EVENTS = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
@@ -761,7 +760,7 @@ def write_report(experiment, out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m cifar_automl.report',
         description='Export NNI experiments\' trials: trials.csv, report.md, best_command.txt, PNG plots; '
                     'with several experiments, also one comparison of them all.')
