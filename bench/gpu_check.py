@@ -90,7 +90,8 @@ def gpu_info():
 
 
 def trial_speed(data_dir, scratch):
-    flops = airbench_training_flops()
+    from bench_trial import training_flops_per_image  # beside this script; FLOPs are the same on any device
+    flops = training_flops_per_image('airbench')
     peak = peak_bf16_tflops(torch.cuda.get_device_name())
     figures = []
     for compiled in (False, True):
@@ -197,17 +198,6 @@ def killed_after_one_epoch(module):
         yield
     finally:
         module.train_epoch = train_epoch
-
-
-def airbench_training_flops(batch=512):
-    """FLOPs of one training image of the default trial's network, forward and backward."""
-    from torch.utils.flop_counter import FlopCounterMode
-    from cifar_automl.models import build_model
-    model = build_model('airbench', 10, 64).cuda()
-    images = torch.randn(batch, 3, 32, 32, device='cuda')
-    with FlopCounterMode(display=False) as counter:
-        model(images).float().sum().backward()
-    return counter.get_total_flops() / batch
 
 
 def peak_bf16_tflops(name):
