@@ -1,4 +1,5 @@
-"""Does this machine run the repository's GPU paths, and how fast? One command, a few minutes:
+"""Does this machine run the repository's GPU paths, and how fast? One command, a few minutes (expected:
+not yet timed on a GPU):
 
     python bench/gpu_check.py                     # synthetic CIFAR-sized images (speed only)
     python bench/gpu_check.py --data_dir DIR      # DIR/cifar-10-batches-py: real images
@@ -16,7 +17,7 @@ torch) and exits 0. On a GPU it checks, one line each, and exits 1 if any check 
 5. resume across devices: a retrain checkpoint made on the GPU resumed on the CPU, and the reverse;
 6. a two-trial NNI experiment with cifar10_tpe.yml's settings (two trials sharing the GPU), checking
    that both trials succeeded and trained on cuda.
-Figures measured on a GPU are in docs/gpu.md.
+Figures measured on a GPU belong in docs/gpu.md; none yet: no GPU has run this check.
 """
 import contextlib
 import io
