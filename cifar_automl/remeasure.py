@@ -27,6 +27,7 @@ from .files import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAL_SCRIPT = 'trial/main.py'
+MEASURED = ('default', 'test_acc', 'test_acc_tta', 'train_time')  # from each run's metrics.json
 
 
 def configurations(experiment, top, baseline, overrides):
@@ -86,7 +87,7 @@ def summarise(configs, runs):
         mine = [r for r in runs if r['config'] == label and r['status'] == 'ok']
         row = {'config': label, 'nni_default': trial.metric if trial else None,
                'nni_test_acc': trial.final.get('test_acc') if trial else None, 'runs': len(mine)}
-        for key in ('default', 'test_acc', 'train_time'):
+        for key in MEASURED:
             row[f'{key}_mean'], row[f'{key}_std'] = mean_std([r[key] for r in mine])
         row['command'] = command
         rows.append(row)
@@ -104,13 +105,13 @@ def summary_markdown(experiment, seeds, rows):
              f'Each configuration trained with seeds {", ".join(map(str, seeds))}, one run after the other; '
              'mean ± standard deviation over the runs that finished. "NNI" is what the experiment itself '
              'reported for the trial (one seed, and the best of many: expect it above the mean).', '',
-             '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | training time (s) |'
-             + (' test_acc vs baseline |' if baseline else ''),
-             '|---|---|---|---|---|---|---|' + ('---|' if baseline else '')]
+             '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | '
+             'training time (s) |' + (' test_acc vs baseline |' if baseline else ''),
+             '|---|---|---|---|---|---|---|---|' + ('---|' if baseline else '')]
     for row in rows:
         cells = [row['config'], str(row['runs']), report.format_value(row['nni_default'], '.2f'),
                  report.format_value(row['nni_test_acc'], '.2f'), plus_minus(row, 'default'),
-                 plus_minus(row, 'test_acc'), plus_minus(row, 'train_time', 1)]
+                 plus_minus(row, 'test_acc'), plus_minus(row, 'test_acc_tta'), plus_minus(row, 'train_time', 1)]
         if baseline:
             both = row is not baseline and row['test_acc_mean'] is not None and baseline['test_acc_mean'] is not None
             cells.append(f'{row["test_acc_mean"] - baseline["test_acc_mean"]:+.2f}' if both else '')
@@ -155,7 +156,7 @@ def remeasure(args):
             print(f'{label} seed {seed}: {directory}', flush=True)
             metrics = run(command, seed, directory)
             runs.append({'config': label, 'seed': seed, 'status': 'ok' if metrics else 'failed',
-                         **{key: (metrics or {}).get(key) for key in ('default', 'test_acc', 'train_time')},
+                         **{key: (metrics or {}).get(key) for key in MEASURED},
                          'directory': str(directory)})
             if metrics is None:
                 print(f'  failed: see {directory / "run.log"}', flush=True)

@@ -402,7 +402,8 @@ def markdown_report(experiment, rows, command, plots):
              f'- Source: `{experiment.source}`',
              f'- Tuner: {experiment.tuner()} ({"maximize" if experiment.maximize else "minimize"} `default`)',
              f'- Trials: {len(experiment.trials)} (' + ', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))
-             + ')',
+             + ')' + ('; read from the database, where a trial killed by `nnictl stop` stays RUNNING'
+                      if not experiment.source.startswith('http') and 'RUNNING' in statuses else ''),
              f'- Trial command: `{experiment.profile.get("trialCommand", "")}`', '']
     best = experiment.best()
     if best is not None:
@@ -497,7 +498,7 @@ def plot_parameters(experiment, plt, path):
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     fig.suptitle('Each parameter against the final metric')
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # leave the suptitle its own strip above the panels
     save_figure(fig, path)
     plt.close(fig)
 
@@ -607,9 +608,10 @@ def plot_pareto(experiments, pairs, front, plt, path):
             linewidth=1.2, zorder=3)
     ax.scatter([training_time(t) for _, t in front], [t.metric for _, t in front], s=70, facecolors='none',
                edgecolors='tab:red', linewidths=1.5, zorder=4, label='Pareto front')
-    for e, t in front:
+    for k, (e, t) in enumerate(front):  # labels alternate below-right and above-left: neighbours stay apart
         ax.annotate(f'{e.id}:{t.number}' if several else f'trial {t.number}', (training_time(t), t.metric),
-                    textcoords='offset points', xytext=(5, -11), fontsize=8, color='tab:red')
+                    textcoords='offset points', xytext=(5, -11) if k % 2 == 0 else (-5, 6),
+                    ha='left' if k % 2 == 0 else 'right', fontsize=8, color='tab:red')
     ax.margins(x=0.1)  # room for the labels of the front's last points
     ax.set_xlabel('training time of the trial (s)')
     ax.set_ylabel('final metric (default)')

@@ -45,7 +45,7 @@ def test_stems_keep_resolution_for_32x32_inputs():
 @pytest.mark.parametrize('name, lr, epochs', [('squeezenet1_1', 1e-3, 8), ('vgg16', 1e-4, 3)])
 def test_lab_models_that_sat_at_chance_now_learn(name, lr, epochs):
     """Deep and without BatchNorm, both start slowly (SGD at lr 0.01 leaves chance within a CIFAR-10
-    epoch, README); Adam shows within seconds on digits that they learn."""
+    epoch, docs/trial.md); Adam shows within seconds on digits that they learn."""
     torch.manual_seed(0)
     data = load_dataset('digits')
     model = build_model(name, num_classes=10)

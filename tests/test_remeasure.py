@@ -46,8 +46,8 @@ def test_top_trials_and_baseline_run_with_each_seed_and_resume(experiment, tmp_p
     assert float(summary[0]['nni_default']) == pytest.approx(best.metric)
     assert summary[1]['nni_default'] == ''
     markdown = (out / 'summary.md').read_text()
-    assert '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | training time (s) | ' \
-           'test_acc vs baseline |' in markdown and ' ± ' in markdown
+    assert '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | ' \
+           'training time (s) | test_acc vs baseline |' in markdown and ' ± ' in markdown
 
     # Run again: every run is found done, nothing trains, the summary is the same.
     stamps = {p: p.stat().st_mtime_ns for p in out.glob('*/seed*/metrics.json')}
