@@ -63,7 +63,9 @@ OPTIONS = {
     'drop_path_prob': Option(0.2, 'a darts: model\'s drop-path probability, ramped linearly from 0 at the first '
                                   'epoch to this at the last (0: no drop path)', low=0.0, high=0.9),
     # optimisation
-    'optimizer': Option('sgd', 'optimizer', choices=('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad')),
+    'optimizer': Option('sgd', 'optimizer; muon: Muon for the convolution filters (their Nesterov step '
+                               'orthogonalised, their norm fixed) and Nesterov SGD for the rest',
+                        choices=('sgd', 'adam', 'adamw', 'rmsprop', 'adagrad', 'muon')),
     'initial_lr': Option(1.5, 'learning rate at the peak of the schedule (after warmup), for a batch of '
                               'lr_batch_size images', low=1e-7, high=100.0),
     'ending_lr': Option(0.105, 'learning rate on the last step, for a batch of lr_batch_size images',
@@ -78,6 +80,9 @@ OPTIONS = {
                             high=100.0, off=0.0),
     'momentum': Option(0.85, 'SGD/RMSprop momentum (Adam: beta1)', low=0.0, high=0.9999),
     'nesterov': Option(True, 'Nesterov momentum for SGD'),
+    'muon_lr': Option(0.1, '--optimizer muon: the filters\' learning rate at the schedule\'s peak, the '
+                           'relative size of their step (not scaled with the batch size)', low=1e-5, high=10.0),
+    'muon_momentum': Option(0.6, '--optimizer muon: the filters\' Nesterov momentum', low=0.0, high=0.9999),
     'weight_decay': Option(1.33e-3, 'L2 weight decay (PyTorch\'s, applied through the learning rate)',
                            low=0.0, high=1.0),
     'bias_lr_scale': Option(64.0, 'SGD: learning rate multiplier of the BatchNorm biases (their weight decay is '

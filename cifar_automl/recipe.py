@@ -78,6 +78,59 @@ def parameter_groups(model, weight_decay, bias_lr_scale):
             dict(params=others, lr_scale=1.0, weight_decay=weight_decay)]
 
 
+def split_filters(groups, lr_scale, momentum):
+    """For --optimizer muon: the convolution filters (4-D weights) leave their groups for one of their own,
+    which Muon updates with momentum `momentum` and the schedule's learning rate times `lr_scale`, and
+    no weight decay (Muon fixes their norm instead)."""
+    filters = [p for group in groups for p in group['params'] if p.dim() == 4]
+    rest = [{**group, 'params': [p for p in group['params'] if p.dim() != 4]} for group in groups]
+    return rest + [dict(params=filters, lr_scale=lr_scale, momentum=momentum, weight_decay=0.0, muon=True)]
+
+
+def orthogonalize(matrix, steps=3):
+    """Newton-Schulz iteration from `matrix` = U S V^T towards U V^T, with the quintic of Jordan's Muon,
+    whose coefficients lift small singular values fast: after 3 steps they lie in about [0.5, 1.5],
+    which trains as well as the exact U V^T at a fraction of an SVD's cost."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix.bfloat16() if matrix.is_cuda else matrix.float()
+    wide = x.shape[0] <= x.shape[1]
+    x = x if wide else x.T
+    x = x / (x.norm() + 1e-7)  # every singular value <= 1, where the iteration converges
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return (x if wide else x.T).to(matrix.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov SGD, and Muon (Keller Jordan, 2024; airbench94_muon) for the groups marked muon=True:
+    each filter bank's Nesterov step, flattened to (out, in*k*k), is orthogonalised, so that every
+    direction moves at the same rate, and the filters are rescaled to norm sqrt(out) before each step,
+    so that the learning rate sets the relative size of the change. airbench94_muon reached
+    airbench94's 94% in 8 epochs instead of 9.9."""
+
+    def __init__(self, params, lr, momentum, weight_decay):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, muon=False))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, momentum, muon = group['lr'], group['momentum'], group['muon']
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                grad = p.grad.add(p, alpha=group['weight_decay'])
+                state = self.state[p]
+                if 'momentum_buffer' not in state:
+                    state['momentum_buffer'] = torch.zeros_like(grad)
+                buffer = state['momentum_buffer'].mul_(momentum).add_(grad)
+                update = grad.add(buffer, alpha=momentum)
+                if muon:
+                    p.mul_(p.shape[0] ** 0.5 / p.norm())
+                    update = orthogonalize(update.flatten(1)).view_as(p)
+                p.add_(update, alpha=-lr)
+
+
 class Lookahead:
     """airbench's lookahead: every `every` steps the weights (and BatchNorm statistics) are replaced by
     an exponential average of themselves at those steps. The average's decay ramps up as decay**every *

@@ -90,6 +90,46 @@ def test_batchnorm_settings_and_bias_learning_rate_groups():
     assert id(model.whiten.bias) in ids and id(model.whiten.weight) not in ids
 
 
+def test_orthogonalize_brings_every_singular_value_near_one():
+    torch.manual_seed(0)
+    matrix = torch.randn(16, 72) @ torch.diag(torch.logspace(-2, 1, 72))  # singular values over 3 decades
+    for shape in ((16, 72), (72, 16)):
+        m = matrix if shape == (16, 72) else matrix.T
+        singular = torch.linalg.svdvals(recipe.orthogonalize(m))
+        assert singular.min() > 0.3 and singular.max() < 1.6, singular  # Muon's quintic: about [0.5, 1.5]
+
+
+def test_muon_moves_the_filters_by_orthogonal_steps_of_fixed_norm_and_the_rest_by_sgd():
+    cfg = config.resolve(['--optimizer', 'muon', '--batch_size', '1024', '--muon_lr', '0.1'])
+    model = build_model('airbench', width=8)
+    schedule = Recipe(cfg, model, steps_per_epoch=10)
+    muon = [g for g in schedule.optimizer.param_groups if g['muon']]
+    assert len(muon) == 1 and all(p.dim() == 4 and p.requires_grad for p in muon[0]['params'])
+    assert muon[0]['weight_decay'] == 0 and muon[0]['momentum'] == cfg.muon_momentum
+    assert cfg.initial_lr * muon[0]['lr_scale'] == pytest.approx(0.1)  # muon_lr at the peak
+    filters, head = model.groups[1].conv2.weight, model.head.weight
+    assert any(p is head for g in schedule.optimizer.param_groups if not g['muon'] for p in g['params'])
+    before = {'filters': filters.detach().clone(), 'head': head.detach().clone()}
+    images, labels = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    for group in schedule.optimizer.param_groups:  # the schedule's peak: initial_lr at batch 1024
+        group['lr'] = cfg.initial_lr * group['lr_scale']
+    schedule.loss(model(images), labels).backward()
+    head_grad = head.grad.clone()
+    schedule.optimizer.step()
+    with torch.no_grad():
+        step = filters - before['filters'] * filters.shape[0] ** 0.5 / before['filters'].norm()
+    singular = torch.linalg.svdvals(step.flatten(1) / 0.1)
+    assert singular.min() > 0.3 and singular.max() < 1.6
+    decayed = head_grad + cfg.weight_decay * before['head']
+    assert torch.allclose(head, before['head'] - cfg.initial_lr * (1 + cfg.momentum) * decayed, atol=1e-6)  # SGD
+
+
+def test_trial_learns_with_muon(tmp_path):
+    metrics = trial_metrics(tmp_path, ['--optimizer', 'muon', '--epochs', '3'])
+    assert metrics['history'][-1]['train_loss'] < metrics['history'][0]['train_loss']
+    assert metrics['default'] > 40 and metrics['test_acc'] > 40, metrics
+
+
 def test_dirac_init_makes_each_3x3_conv_start_as_the_identity():
     model = build_model('airbench', width=8)
     recipe.dirac_init(model)
