@@ -93,9 +93,8 @@ def test_batchnorm_settings_and_bias_learning_rate_groups():
 def test_orthogonalize_brings_every_singular_value_near_one():
     torch.manual_seed(0)
     matrix = torch.randn(16, 72) @ torch.diag(torch.logspace(-2, 1, 72))  # singular values over 3 decades
-    for shape in ((16, 72), (72, 16)):
-        m = matrix if shape == (16, 72) else matrix.T
-        singular = torch.linalg.svdvals(recipe.orthogonalize(m))
+    for wide_or_tall in (matrix, matrix.T):
+        singular = torch.linalg.svdvals(recipe.orthogonalize(wide_or_tall))
         assert singular.min() > 0.3 and singular.max() < 1.6, singular  # Muon's quintic: about [0.5, 1.5]
 
 
