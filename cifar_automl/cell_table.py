@@ -32,11 +32,10 @@ from .files import atomic_write_text
 from .random_cells import PREFIX as RANDOM_PREFIX
 from .training import log
 
-# Estimated, not timed: at about 245 img/s (the fp32 speed of a tiny digits retrain of a searched cell on this
-# project's CPU; DARTS_V2 at 8 cells of width 16 not timed) 10 epochs of 15000 images are about 10 minutes of
-# training a run (11-12 with the validation and the test), 20 runs (10 cells, 2 seeds) about 4 hours; cells of
-# more 5x5 convolutions take longer. The rest is the paper's retrain recipe (retrain.PAPER_DEFAULTS);
-# test-time augmentation, which would add a minute, is off.
+# Timed on this project's 2 idle cores: DARTS_V2 at 8 cells of width 16 trains at 64 img/s in fp32, so 10 epochs
+# of 15000 images are about 39 minutes of training a run and 20 runs (10 cells, 2 seeds) some 13 hours: more than
+# the working day issue 12 asks for (docs/darts.md). The rest is the paper's retrain recipe
+# (retrain.PAPER_DEFAULTS); test-time augmentation, which would add minutes, is off.
 CELL_BUDGET = dict(width=16, num_cells=8, epochs=10, subset=15000, tta=0)
 SET_BY_THE_TABLE = ('arch', 'seed', 'output_dir', 'resume')
 
