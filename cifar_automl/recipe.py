@@ -119,7 +119,7 @@ class Muon(torch.optim.Optimizer):
             for p in group['params']:
                 if p.grad is None:
                     continue
-                grad = p.grad.add(p, alpha=group['weight_decay'])
+                grad = p.grad.add(p, alpha=group['weight_decay']) if group['weight_decay'] else p.grad
                 state = self.state[p]
                 if 'momentum_buffer' not in state:
                     state['momentum_buffer'] = torch.zeros_like(grad)

@@ -170,7 +170,7 @@ def remeasure(args):
 
 def main(argv=None):
     parser = ArgumentParser(prog='python -m cifar_automl.remeasure', description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('experiment', help='experiment id or experiment directory, as for cifar_automl.report')
     parser.add_argument('--top', type=int, default=3, help='how many of the best trials to re-run')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='the seeds each one runs with')
