@@ -1,5 +1,4 @@
-"""Does this machine run the repository's GPU paths, and how fast? One command, a few minutes (expected:
-not yet timed on a GPU):
+"""Does this machine run the repository's GPU paths, and how fast? One command, a few minutes:
 
     python bench/gpu_check.py                     # synthetic CIFAR-sized images (speed only)
     python bench/gpu_check.py --data_dir DIR      # DIR/cifar-10-batches-py: real images
@@ -17,13 +16,16 @@ torch) and exits 0. On a GPU it checks, one line each, and exits 1 if any check 
 5. resume across devices: a retrain checkpoint made on the GPU resumed on the CPU, and the reverse;
 6. a two-trial NNI experiment with cifar10_tpe.yml's settings (two trials sharing the GPU), checking
    that both trials succeeded and trained on cuda.
-Figures measured on a GPU belong in docs/gpu.md; none yet: no GPU has run this check.
+A check that runs longer than STEP_TIMEOUT is killed, with every process it started, and fails with
+its last lines of output. What one H200 printed: docs/gpu.md.
 """
 import contextlib
 import io
 import json
+import os
 import pickle
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +47,7 @@ PEAK_BF16_TFLOPS = [('H100 PCIe', 756), ('H100 NVL', 835), ('H100', 989), ('H200
                     ('B200', 2250), ('A100', 312), ('A10', 125), ('L40S', 362), ('L40', 181), ('L4', 121),
                     ('RTX A6000', 155), ('RTX 6000 Ada', 364)]
 TRIAL_EPOCHS = 4  # 87 steps each at batch 512: the first pays for cuDNN's autotuning and compilation
-STEP_TIMEOUT = 900  # seconds for one check's process
+STEP_TIMEOUT = 300  # seconds for one check's process; each took under a minute where it ran
 
 
 def main(argv=None):
@@ -101,7 +103,7 @@ def trial_speed(data_dir, scratch):
                             '--compile', str(compiled).lower(), '--divergence_epochs', '0', '--tta', '0',
                             '--log_frequency', '0', '--output_dir', out)
         if result.returncode != 0:
-            return False, f'trial (--compile {compiled}): exit {result.returncode}: {tail(result)}'
+            return False, f'trial (--compile {compiled}): {ended(result)}: {tail(result)}'
         metrics = json.loads((out / 'metrics.json').read_text())
         batch = metrics['config']['batch_size']
         steps = int(re.search(r'(\d+) train /', result.stdout).group(1)) // batch
@@ -114,10 +116,10 @@ def trial_speed(data_dir, scratch):
 
 def darts_search_step(data_dir, scratch):
     result = run_script('nas/search_darts.py', '--data_dir', data_dir, '--subset', 1280, '--epochs', 1,
-                        '--width', 16, '--num_cells', 8, '--batch_size', 64, '--device', 'cuda', '--log_frequency', 0,
+                        '--width', 16, '--num_cells', 8, '--batch_size', 64, '--device', 'cuda', '--log_frequency', 1,
                         '--output_dir', scratch / 'search')
     if result.returncode != 0:
-        return False, f'DARTS search: exit {result.returncode}: {tail(result)}'
+        return False, f'DARTS search: {ended(result)}: {tail(result)}'
     on_gpu = 'device cuda' in result.stdout
     where = 'on cuda' if on_gpu else 'NOT on cuda'
     return on_gpu, f'DARTS search, 16 channels, 8 cells, batch 64: one epoch of 10 steps {where}'
@@ -128,7 +130,7 @@ def retrain_compiled(data_dir, scratch):
                         '--epochs', 2, '--compile', 'true', '--device', 'cuda', '--log_frequency', 0, '--tta', 0,
                         '--output_dir', scratch / 'retrain')
     if result.returncode != 0:
-        return False, f'retrain --compile: exit {result.returncode}: {tail(result)}'
+        return False, f'retrain --compile: {ended(result)}: {tail(result)}'
     recompiles = [line for line in result.stderr.splitlines() if 'recompil' in line.lower()]
     history = json.loads((scratch / 'retrain' / 'metrics.json').read_text())['history']
     speed = 1920 // 96 * 96 / history[-1]['epoch_time']
@@ -221,8 +223,24 @@ def write_synthetic_cifar(folder, seed=0):
 
 
 def run_script(script, *args):
-    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=STEP_TIMEOUT)
+    """The script in a process group of its own with its output in files, so that a check that hangs
+    is killed with all it started (loader workers, NNI's manager) and its last lines still come back."""
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err:
+        process = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, stdout=out,
+                                   stderr=err, text=True, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=STEP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            returncode = None
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(process.args, returncode, out.read(), err.read())
+
+
+def ended(result):
+    return f'exit {result.returncode}' if result.returncode is not None else f'killed after {STEP_TIMEOUT} s'
 
 
 def run_text(command):
@@ -233,7 +251,9 @@ def run_text(command):
 
 
 def tail(result, lines=5):
-    return ' | '.join((result.stderr or result.stdout).strip().splitlines()[-lines:])
+    """The last lines of the error output, or of the progress output where the script was killed."""
+    text = result.stdout if result.returncode is None else (result.stderr or result.stdout)
+    return ' | '.join(text.strip().splitlines()[-lines:])
 
 
 if __name__ == '__main__':

@@ -1,7 +1,9 @@
 """The paths a CUDA machine takes, proved on a CPU: torch's CUDA probes are replaced by what a GPU
 machine (or a broken one) answers. bench/gpu_check.py runs the same paths on a real GPU."""
 import inspect
+import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -184,12 +186,39 @@ def test_the_lr_finder_with_a_scaler_takes_the_same_steps():
     assert torch.allclose(scaled_weight, plain_weight)
 
 
-def test_gpu_check_on_a_machine_without_cuda_says_so_and_exits_0(broken_cuda, capsys):
+def import_gpu_check():
     sys.path.insert(0, str(REPO / 'bench'))
     try:
         import gpu_check
     finally:
         sys.path.remove(str(REPO / 'bench'))
+    return gpu_check
+
+
+def test_gpu_check_on_a_machine_without_cuda_says_so_and_exits_0(broken_cuda, capsys):
+    gpu_check = import_gpu_check()
     assert gpu_check.main([]) == 0
     out = capsys.readouterr().out
     assert out.startswith('no CUDA GPU: torch') and 'NVIDIA driver >= 580' in out
+
+
+def test_gpu_check_kills_a_hung_check_with_its_children_and_shows_how_far_it_got(tmp_path, monkeypatch):
+    """A DARTS search once hung on an H200 (docs/gpu.md): the check must end, take the processes the
+    script started with it, and show the script's last progress line."""
+    gpu_check = import_gpu_check()
+    marker = f'sleep-{tmp_path.name}'
+    (tmp_path / 'hang.py').write_text(
+        'import subprocess, sys, time\n'
+        f'subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "{marker}"])\n'
+        'print("step 1 of 10", flush=True)\ntime.sleep(60)\n')
+    monkeypatch.setattr(gpu_check, 'REPO', tmp_path)
+    monkeypatch.setattr(gpu_check, 'STEP_TIMEOUT', 2)
+    result = gpu_check.run_script('hang.py')
+    assert gpu_check.ended(result) == 'killed after 2 s'
+    assert gpu_check.tail(result) == 'step 1 of 10'
+    for _ in range(50):  # SIGKILL is delivered asynchronously
+        leftovers = subprocess.run(['pgrep', '-f', marker], capture_output=True, text=True).stdout
+        if not leftovers:
+            break
+        time.sleep(0.1)
+    assert leftovers == ''
