@@ -10,8 +10,8 @@ from cifar_automl.arch_files import load_arch
 
 pytestmark = pytest.mark.filterwarnings('ignore::RuntimeWarning')  # NNI's import: "not a nn.Module" (harmless)
 
-TINY = ['--', '--dataset', 'digits', '--width', '4', '--num_cells', '3', '--subset', '128', '--batch_size', '32',
-        '--epochs', '1', '--precision', 'fp32', '--threads', '1', '--log_frequency', '0']
+TINY = ['--', '--dataset', 'digits', '--width', '4', '--num_cells', '3', '--subset', '128', '--val_size', '300',
+        '--batch_size', '32', '--epochs', '1', '--precision', 'fp32', '--threads', '1', '--log_frequency', '0']
 
 
 
