@@ -35,9 +35,9 @@ from .training import log
 # The search's own supernet size (--preset cifar_cpu: 8 channels, 5 cells), 5 epochs of 5,000 images, 2,000 held
 # out to pick the epoch. Timed here on one thread (a second job on the other core): a run took 4-5.5 minutes and
 # seed 0 of 10 cells 56 minutes, so 20 runs (10 cells, 2 seeds) take about 2 hours; at about 80 img/s, 8 epochs
-# of 10,000 images would have taken 5 hours, and the paper's search size (16 channels, 8 cells) 13. A low-fidelity ranking,
-# the price of a CPU (docs/darts.md). The rest is the paper's retrain recipe (retrain.PAPER_DEFAULTS);
-# test-time augmentation, which would add minutes, is off.
+# of 10,000 images would have taken 5 hours, and the paper's search size (16 channels, 8 cells) 13. A
+# low-fidelity ranking, the price of a CPU (docs/darts.md). The rest is the paper's retrain recipe
+# (retrain.PAPER_DEFAULTS); test-time augmentation, which would add minutes, is off.
 CELL_BUDGET = dict(width=8, num_cells=5, epochs=5, subset=5000, val_size=2000, tta=0)
 SET_BY_THE_TABLE = ('arch', 'seed', 'output_dir', 'resume')
 
