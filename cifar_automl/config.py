@@ -197,14 +197,17 @@ SHORT_WORDS = {'learning_rate': 'lr', 'learningrate': 'lr', 'num_epochs': 'epoch
 
 
 def closest_names(name, names):
-    """Up to 4 of `names` that `name` may have meant: the same with '_' for '-', names spelled alike
-    (difflib), then names sharing a word with it, in the order of `names` (--help's)."""
+    """Up to 4 of `names` that `name` may have meant: the same with '_' for '-', names it begins
+    (--init: --initial_lr), names spelled alike (difflib), then names sharing a word with it, in
+    the order of `names` (--help's)."""
     name = name.replace('-', '_').lower()
     for long, short in SHORT_WORDS.items():
         name = name.replace(long, short)
     if name in names:
         return [name]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    # an abbreviation, not a word of its own: --lr is a word (initial_lr), not lr_schedule's start
+    close = [known for known in names if known.startswith(name)] if len(name) >= 4 else []
+    close += [known for known in difflib.get_close_matches(name, names, n=3, cutoff=0.6) if known not in close]
     words = set(name.split('_'))
     close += [known for known in names if words & set(known.split('_')) and known not in close]
     return close[:4]

@@ -7,6 +7,7 @@ input so that every model and every test runs offline.
 import dataclasses
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,10 +105,16 @@ def load_cifar10(data_dir):
     cache = data_dir / CIFAR10_CACHE
     tensors = read_cache(cache, notice=True)
     if tensors is None:
-        with exclusive_lock(data_dir / CIFAR10_LOCK):
-            tensors = read_cache(cache)  # written meanwhile by the process that held the lock
-            if tensors is None:
-                tensors = build_cache(data_dir, cache)
+        created = not data_dir.exists()
+        try:
+            with exclusive_lock(data_dir / CIFAR10_LOCK):
+                tensors = read_cache(cache)  # written meanwhile by the process that held the lock
+                if tensors is None:
+                    tensors = build_cache(data_dir, cache)
+        except BaseException:
+            if created and [p.name for p in data_dir.iterdir()] == [CIFAR10_LOCK]:
+                shutil.rmtree(data_dir)  # a mistyped --data_dir, offline: leave no empty directory behind
+            raise
     train_images, train_labels, test_images, test_labels = tensors
     return Split(train_images, train_labels), Split(test_images, test_labels)
 

@@ -107,6 +107,18 @@ class Experiment:
         ends = [t.end_ms for t in self.trials if t.end_ms is not None]
         return (max(ends) - min(starts)) / 1000 if starts and ends else None
 
+    def limits_reached(self):
+        """The experiment's limits that ended it, in words ('' for none): one stopped by its
+        maxExperimentDuration had its last trial cut short, and its best is the best of the hour."""
+        reached = []
+        duration = self.profile.get('maxExperimentDuration')
+        if duration and self.exec_s is not None and self.exec_s >= seconds(duration):
+            reached.append(f'maxExperimentDuration {duration}')
+        max_trials = self.profile.get('maxTrialNumber')
+        if max_trials and len(self.trials) >= max_trials:
+            reached.append(f'maxTrialNumber {max_trials}')
+        return ' and '.join(reached)
+
     def tuned_metric(self):
         """What is tuned, in words: experiments compare only when this is the same (the trial's
         --dataset, and whether `default` is maximised or minimised)."""
@@ -120,6 +132,12 @@ class Experiment:
         for trial in self.trials:
             names += [name for name in trial.parameters if name not in names]
         return names
+
+
+def seconds(duration):
+    """NNI's duration strings ('60m', '1.5h', '3600s', '2d', or a bare number of seconds) in seconds."""
+    number, unit = re.fullmatch(r'\s*([\d.]+)\s*([smhd]?)\s*', str(duration)).groups()
+    return float(number) * {'': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400}[unit]
 
 
 def is_number(value):
@@ -404,7 +422,12 @@ def markdown_report(experiment, rows, command, plots):
              f'- Trials: {len(experiment.trials)} (' + ', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))
              + ')' + ('; read from the database, where a trial killed by `nnictl stop` stays RUNNING'
                       if not experiment.source.startswith('http') and 'RUNNING' in statuses else ''),
-             f'- Trial command: `{experiment.profile.get("trialCommand", "")}`', '']
+             f'- Trial command: `{experiment.profile.get("trialCommand", "")}`']
+    wall, limits = experiment.wall_time_s(), experiment.limits_reached()
+    if wall is not None:
+        lines += [f'- Ran {wall / 60:.1f} min' + (f'; ended at its {limits}' if limits else '')
+                  + ('; the trial running at the time limit was cut short' if 'Duration' in limits else '')]
+    lines += ['']
     best = experiment.best()
     if best is not None:
         lines += [f'## Best trial: {best.number} (`{best.id}`), default {best.metric:.2f}', '',
@@ -668,6 +691,7 @@ def comparison_rows(experiments):
             'tuner': experiment.tuner(), 'trials': len(experiment.trials),
             'succeeded': sum(trial.status == 'SUCCEEDED' for trial in experiment.trials),
             'wall_time_min': None if wall is None else round(wall / 60, 1),
+            'limit_reached': experiment.limits_reached(),
             'best_trial': best.number if best else None, 'best_val': best.metric if best else None,
             'best_test': best.final.get('test_acc') if best else None,
             'best_train_time_s': round(training_time(best), 1) if best and training_time(best) else None,
@@ -709,12 +733,14 @@ def plot_best_so_far(experiments, plt, path):
 
 
 def comparison_table(rows):
-    headers = ['experiment', 'tuner', 'trials (succeeded)', 'wall time (min)', 'best trial', 'best val (default)',
+    headers = ['experiment', 'tuner', 'trials (succeeded)', 'wall time (min)', 'limit reached', 'best trial',
+               'best val (default)',
                'its test_acc', 'its training time (s)']
     lines = ['| ' + ' | '.join(headers) + ' |', '|' + '|'.join('---' for _ in headers) + '|']
     for row in rows:
         lines.append(f'| [{row["experiment"]}]({row["experiment"]}/report.md) | {row["tuner"]} | '
                      f'{row["trials"]} ({row["succeeded"]}) | {format_value(row["wall_time_min"], ".1f")} | '
+                     f'{row["limit_reached"] or "-"} | '
                      f'{format_value(row["best_trial"])} | {format_value(row["best_val"], ".2f")} | '
                      f'{format_value(row["best_test"], ".2f")} | {format_value(row["best_train_time_s"], ".1f")} |')
     return '\n'.join(lines)

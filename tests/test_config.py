@@ -35,9 +35,10 @@ def test_bad_flags_are_refused_naming_the_flag(argv, needle):
     (['--learning_rate', '0.1'], 'unknown flag --learning_rate; did you mean --initial_lr, --ending_lr, '
                                  '--lr_batch_size or --lr_schedule?'),
     (['--lr=0.1'], 'unknown flag --lr; did you mean --initial_lr, '),
-    (['--init', '0.1'], 'unknown flag --init; '),  # no abbreviations: flags are NNI parameter names
     (['--data-dir', 'x'], 'unknown flag --data-dir; did you mean --data_dir? '),
     (['--epoch', '3'], 'unknown flag --epoch; did you mean --epochs? '),
+    # no abbreviations (flags are NNI parameter names), but the flag it begins is named first
+    (['--init', '2'], 'unknown flag --init; did you mean --initial_lr or --dirac_init? '),
     (['0.1'], 'unexpected argument 0.1; every value follows its --flag'),
     (['--epochs', 'ten'], "argument --epochs: invalid int value: 'ten'"),
 ])

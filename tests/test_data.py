@@ -39,6 +39,12 @@ def test_offline_download_fails_with_instructions(tmp_path, monkeypatch):
         data.load_cifar10(target)
     message = str(error.value)
     assert str(target) in message and 'cifar-10-python.tar.gz' in message and 'cifar-10-batches-py' in message
+    assert not target.exists(), 'a mistyped --data_dir is left behind, empty but for a lock file'
+    existing = tmp_path / 'mine'
+    existing.mkdir()
+    with pytest.raises(ConfigError):
+        data.load_cifar10(existing)
+    assert existing.is_dir(), "the user's own directory is removed"
 
 
 def test_validation_split_is_class_balanced_seeded_and_disjoint():

@@ -24,17 +24,17 @@ def accuracy(params):
 
 
 def make_experiment(root, experiment_id, tuner, trials, seed=0, command='python3 trial/main.py --dataset digits',
-                    optimize_mode='maximize', budgets=()):
+                    optimize_mode='maximize', budgets=(), limits=None):
     """An experiment directory holding db/nni.sqlite as NNI writes it: `trials` sequential trials
     of 20-60 s each, parameters drawn from SPACE (and `epochs` from `budgets`, as Hyperband gives
-    them), final results like the trial's."""
+    them), final results like the trial's; `limits` as the config's maxExperimentDuration and maxTrialNumber."""
     rng = np.random.default_rng(seed)
     directory = root / experiment_id
     (directory / 'db').mkdir(parents=True)
     database = directory / 'db' / 'nni.sqlite'
     shutil.copyfile(FIXTURE / 'db' / 'nni.sqlite', database)
     profile = {'experimentName': f'{tuner}-run', 'searchSpace': SPACE, 'trialCommand': command,
-               'tuner': {'name': tuner, 'classArgs': {'optimize_mode': optimize_mode}}}
+               'tuner': {'name': tuner, 'classArgs': {'optimize_mode': optimize_mode}}, **(limits or {})}
     with sqlite3.connect(database) as db:
         for table in ('TrialJobEvent', 'MetricData', 'ExperimentProfile'):
             db.execute(f'DELETE FROM {table}')
@@ -69,8 +69,8 @@ def make_experiment(root, experiment_id, tuner, trials, seed=0, command='python3
 def runs(tmp_path):
     """A folder holding three experiments, as `rsync -a server:nni-experiments/ runs/` leaves it."""
     folder = tmp_path / 'runs'
-    make_experiment(folder, 'tpeaaaa1', 'TPE', 30, seed=1)
-    make_experiment(folder, 'rndbbbb2', 'Random', 25, seed=2)
+    make_experiment(folder, 'tpeaaaa1', 'TPE', 30, seed=1, limits={'maxExperimentDuration': '0.25h'})  # ran ~23 min
+    make_experiment(folder, 'rndbbbb2', 'Random', 25, seed=2, limits={'maxExperimentDuration': '2h', 'maxTrialNumber': 25})
     make_experiment(folder, 'annccc3', 'Anneal', 12, seed=3)
     return folder
 
@@ -79,8 +79,8 @@ def test_comparison_table_has_every_column(runs, tmp_path):
     out = tmp_path / 'compare'
     assert report.main([str(runs), '--out', str(out)]) == 0
     rows = read_csv(out / 'comparison.csv')
-    assert list(rows[0]) == ['experiment', 'name', 'tuner', 'trials', 'succeeded', 'wall_time_min', 'best_trial',
-                             'best_val', 'best_test', 'best_train_time_s', 'source']
+    assert list(rows[0]) == ['experiment', 'name', 'tuner', 'trials', 'succeeded', 'wall_time_min', 'limit_reached',
+                             'best_trial', 'best_val', 'best_test', 'best_train_time_s', 'source']
     assert sorted(row['experiment'] for row in rows) == ['annccc3', 'rndbbbb2', 'tpeaaaa1']
     assert [float(row['best_val']) for row in rows] == sorted((float(row['best_val']) for row in rows), reverse=True)
     for row in rows:
@@ -91,10 +91,15 @@ def test_comparison_table_has_every_column(runs, tmp_path):
         assert row['best_trial'] == best['trial'] and row['best_val'] == best['default']
         assert row['best_test'] == best['test_acc'] and float(row['best_train_time_s']) == \
             pytest.approx(float(best['train_time']), abs=0.05)
+        assert row['limit_reached'] == {'tpe': 'maxExperimentDuration 0.25h', 'rnd': 'maxTrialNumber 25',
+                                        'ann': ''}[row['experiment'][:3]]
         durations = sum(float(t['duration_s']) for t in trials)
         assert durations / 60 <= float(row['wall_time_min']) <= durations / 60 + 1
     markdown = (out / 'report.md').read_text()
-    assert '| experiment | tuner | trials (succeeded) | wall time (min) |' in markdown
+    assert '| experiment | tuner | trials (succeeded) | wall time (min) | limit reached |' in markdown
+    tpe_report = (out / 'tpeaaaa1' / 'report.md').read_text()
+    assert 'ended at its maxExperimentDuration 0.25h; the trial running at the time limit was cut short' in tpe_report
+    assert 'ended at' not in (out / 'annccc3' / 'report.md').read_text()
     assert '[tpeaaaa1](tpeaaaa1/report.md)' in markdown
 
 
