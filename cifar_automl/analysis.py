@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 MIN_TRIALS_FOR_IMPORTANCE = 8  # fewer finished trials and a forest fits noise
+MIN_R2_FOR_IMPORTANCE = 0.2  # a forest that predicts held-out trials worse than this: its shares are noise
 
 
 def best_so_far(values, maximize=True):

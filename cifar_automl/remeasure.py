@@ -99,12 +99,14 @@ def plus_minus(row, key, digits=2):
     return '' if mean is None else f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
-def summary_markdown(experiment, seeds, rows):
+def summary_markdown(experiment, seeds, rows, overrides):
     baseline = next((row for row in rows if row['config'] == 'baseline'), None)
     lines = [f'# Re-measured: the top of experiment `{experiment.id}` ({experiment.tuner()})', '',
              f'Each configuration trained with seeds {", ".join(map(str, seeds))}, one run after the other; '
              'mean ± standard deviation over the runs that finished. "NNI" is what the experiment itself '
-             'reported for the trial (one seed, and the best of many: expect it above the mean).', '',
+             'reported for the trial (one seed, and the best of many: expect it above the mean).'
+             + (f' The top configurations ran with `{report.with_flags("", overrides).strip()}` (--set), unlike '
+                'their trials, so NNI\'s figures are of a different training.' if overrides else ''), '',
              '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | '
              'training time (s) |' + (' test_acc vs baseline |' if baseline else ''),
              '|---|---|---|---|---|---|---|---|' + ('---|' if baseline else '')]
@@ -121,11 +123,11 @@ def summary_markdown(experiment, seeds, rows):
     return '\n'.join(lines) + '\n'
 
 
-def write_results(experiment, seeds, configs, runs, out):
+def write_results(experiment, seeds, configs, runs, overrides, out):
     report.write_csv(runs, out / 'runs.csv')
     rows = summarise(configs, runs)
     report.write_csv(rows, out / 'summary.csv')
-    atomic_write_text(summary_markdown(experiment, seeds, rows), out / 'summary.md')
+    atomic_write_text(summary_markdown(experiment, seeds, rows, overrides), out / 'summary.md')
     return rows
 
 
@@ -147,7 +149,8 @@ def remeasure(args):
         experiment = report.load(args.experiment)
     except report.ReportError as error:
         raise ConfigError(str(error)) from None
-    configs = configurations(experiment, args.top, args.baseline, parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    configs = configurations(experiment, args.top, args.baseline, overrides)
     out = Path(args.out or f'remeasure-{experiment.id}')
     runs = []
     for label, command, _ in configs:
@@ -160,8 +163,9 @@ def remeasure(args):
                          'directory': str(directory)})
             if metrics is None:
                 print(f'  failed: see {directory / "run.log"}', flush=True)
-            write_results(experiment, args.seeds, configs, runs, out)  # after each run: partial results readable
-    for row in write_results(experiment, args.seeds, configs, runs, out):
+            # after each run, so that partial results are readable
+            write_results(experiment, args.seeds, configs, runs, overrides, out)
+    for row in write_results(experiment, args.seeds, configs, runs, overrides, out):
         print(f'{row["config"]}: {row["runs"]} runs, test_acc {plus_minus(row, "test_acc")}, '
               f'training {plus_minus(row, "train_time", 1)} s')
     print(f'wrote {out / "summary.md"}, {out / "summary.csv"}, {out / "runs.csv"}')

@@ -552,6 +552,11 @@ class Importance:
     r2: float  # the forest's out-of-bag R^2
     trials: int  # the trials it rests on
 
+    @property
+    def noise(self):
+        """The parameters hardly predict the metric on held-out trials: read the shares as noise."""
+        return self.r2 < analysis.MIN_R2_FOR_IMPORTANCE
+
 
 def scored_trials(experiments):
     """(experiment, trial) for every trial with a final metric."""
@@ -608,13 +613,15 @@ def plot_importance(importance, plt, path):
     names = [name for name, _ in importance.shares][::-1]  # largest at the top
     shares = [share for _, share in importance.shares][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.38 * len(names)))
-    bars = ax.barh(names, shares, color='tab:blue')
+    bars = ax.barh(names, shares, color='tab:gray' if importance.noise else 'tab:blue')
     ax.bar_label(bars, [f'{share:.0%}' for share in shares], padding=3, fontsize=9)
     ax.set_xlim(0, max(1e-9, max(shares)) * 1.18)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f'{value:.0%}'))
     ax.set_xlabel('share of the predicted metric\'s variance explained by the parameter alone')
     ax.set_title(f'Parameter importance (first-order fANOVA, random forest)\n'
-                 f'{importance.trials} trials, forest out-of-bag R² {importance.r2:.2f}', fontsize=11)
+                 f'{importance.trials} trials, forest out-of-bag R² {importance.r2:.2f}'
+                 + (f'\nbelow {analysis.MIN_R2_FOR_IMPORTANCE}: the parameters hardly predict the metric; read as noise'
+                    if importance.noise else ''), fontsize=11)
     ax.grid(axis='x', alpha=0.3)
     save_figure(fig, path)
     plt.close(fig)
@@ -659,7 +666,7 @@ def trial_set_sections(experiments, out, plt):
                   'trials with a final result: the share of the predicted metric\'s variance each parameter '
                   'explains alone (the rest of 100% is interactions). The forest\'s out-of-bag R² is '
                   f'{importance.r2:.2f}' + (' : the parameters hardly predict the metric here, so read these '
-                                            'shares as noise.' if importance.r2 < 0.2 else '.'), '',
+                                            'shares as noise.' if importance.noise else '.'), '',
                   '| parameter | importance |', '|---|---|']
         lines += [f'| {name} | {share:.1%} |' for name, share in importance.shares]
         lines += ['', f'![importance]({plots[-1].name})', '']

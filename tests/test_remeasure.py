@@ -48,6 +48,7 @@ def test_top_trials_and_baseline_run_with_each_seed_and_resume(experiment, tmp_p
     markdown = (out / 'summary.md').read_text()
     assert '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | ' \
            'training time (s) | test_acc vs baseline |' in markdown and ' ± ' in markdown
+    assert 'ran with `--epochs 2` (--set), unlike their trials' in markdown
 
     # Run again: every run is found done, nothing trains, the summary is the same.
     stamps = {p: p.stat().st_mtime_ns for p in out.glob('*/seed*/metrics.json')}

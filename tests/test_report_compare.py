@@ -70,7 +70,8 @@ def runs(tmp_path):
     """A folder holding three experiments, as `rsync -a server:nni-experiments/ runs/` leaves it."""
     folder = tmp_path / 'runs'
     make_experiment(folder, 'tpeaaaa1', 'TPE', 30, seed=1, limits={'maxExperimentDuration': '0.25h'})  # ran ~23 min
-    make_experiment(folder, 'rndbbbb2', 'Random', 25, seed=2, limits={'maxExperimentDuration': '2h', 'maxTrialNumber': 25})
+    make_experiment(folder, 'rndbbbb2', 'Random', 25, seed=2,
+                    limits={'maxExperimentDuration': '2h', 'maxTrialNumber': 25})
     make_experiment(folder, 'annccc3', 'Anneal', 12, seed=3)
     return folder
 
