@@ -108,16 +108,19 @@ class Experiment:
         return (max(ends) - min(starts)) / 1000 if starts and ends else None
 
     def limits_reached(self):
-        """The experiment's limits that ended it, in words ('' for none): one stopped by its
-        maxExperimentDuration had its last trial cut short, and its best is the best of the hour."""
-        reached = []
+        """{config key: its value} for the limits that ended the experiment: one stopped by its
+        maxExperimentDuration had its last trial cut short, and its best is the best of that time."""
+        reached = {}
         duration = self.profile.get('maxExperimentDuration')
         if duration and self.exec_s is not None and self.exec_s >= seconds(duration):
-            reached.append(f'maxExperimentDuration {duration}')
+            reached['maxExperimentDuration'] = duration
         max_trials = self.profile.get('maxTrialNumber')
         if max_trials and len(self.trials) >= max_trials:
-            reached.append(f'maxTrialNumber {max_trials}')
-        return ' and '.join(reached)
+            reached['maxTrialNumber'] = max_trials
+        return reached
+
+    def limits_text(self):
+        return ' and '.join(f'{key} {value}' for key, value in self.limits_reached().items())
 
     def tuned_metric(self):
         """What is tuned, in words: experiments compare only when this is the same (the trial's
@@ -423,10 +426,12 @@ def markdown_report(experiment, rows, command, plots):
              + ')' + ('; read from the database, where a trial killed by `nnictl stop` stays RUNNING'
                       if not experiment.source.startswith('http') and 'RUNNING' in statuses else ''),
              f'- Trial command: `{experiment.profile.get("trialCommand", "")}`']
-    wall, limits = experiment.wall_time_s(), experiment.limits_reached()
+    wall = experiment.wall_time_s()
     if wall is not None:
-        lines += [f'- Ran {wall / 60:.1f} min' + (f'; ended at its {limits}' if limits else '')
-                  + ('; the trial running at the time limit was cut short' if 'Duration' in limits else '')]
+        lines += [f'- Ran {wall / 60:.1f} min' + (f'; ended at its {experiment.limits_text()}'
+                                                  if experiment.limits_reached() else '')
+                  + ('; the trial running at the time limit was cut short'
+                     if 'maxExperimentDuration' in experiment.limits_reached() else '')]
     lines += ['']
     best = experiment.best()
     if best is not None:
@@ -698,7 +703,7 @@ def comparison_rows(experiments):
             'tuner': experiment.tuner(), 'trials': len(experiment.trials),
             'succeeded': sum(trial.status == 'SUCCEEDED' for trial in experiment.trials),
             'wall_time_min': None if wall is None else round(wall / 60, 1),
-            'limit_reached': experiment.limits_reached(),
+            'limit_reached': experiment.limits_text(),
             'best_trial': best.number if best else None, 'best_val': best.metric if best else None,
             'best_test': best.final.get('test_acc') if best else None,
             'best_train_time_s': round(training_time(best), 1) if best and training_time(best) else None,
