@@ -426,10 +426,9 @@ def markdown_report(experiment, rows, command, plots):
              + ')' + ('; read from the database, where a trial killed by `nnictl stop` stays RUNNING'
                       if not experiment.source.startswith('http') and 'RUNNING' in statuses else ''),
              f'- Trial command: `{experiment.profile.get("trialCommand", "")}`']
-    wall = experiment.wall_time_s()
+    wall, limits = experiment.wall_time_s(), experiment.limits_text()
     if wall is not None:
-        lines += [f'- Ran {wall / 60:.1f} min' + (f'; ended at its {experiment.limits_text()}'
-                                                  if experiment.limits_reached() else '')
+        lines += [f'- Ran {wall / 60:.1f} min' + (f'; ended at its {limits}' if limits else '')
                   + ('; the trial running at the time limit was cut short'
                      if 'maxExperimentDuration' in experiment.limits_reached() else '')]
     lines += ['']
