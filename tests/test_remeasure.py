@@ -42,11 +42,13 @@ def test_top_trials_and_baseline_run_with_each_seed_and_resume(experiment, tmp_p
             else:
                 assert config['width'] == 8 and config['preset'] == 'cpu' and config['epochs'] == 1
     best = report.load_directory(experiment).best()
-    assert summary[0]['config'] == f'trial{best.number}'
+    assert summary[0]['config'] == f'tpeaaaa1-trial{best.number}'
+    assert (summary[0]['experiment'], summary[0]['tuner']) == ('tpeaaaa1', 'TPE')
     assert float(summary[0]['nni_default']) == pytest.approx(best.metric)
     assert summary[1]['nni_default'] == ''
     markdown = (out / 'summary.md').read_text()
-    assert '| config | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | ' \
+    assert markdown.startswith('# Re-measured: the top of experiment `tpeaaaa1` (TPE)\n')
+    assert '| config | tuner | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | ' \
            'training time (s) | test_acc vs baseline |' in markdown and ' ± ' in markdown
     assert 'ran with `--epochs 2` (--set), unlike their trials' in markdown
 
@@ -78,3 +80,37 @@ def test_unknown_experiment_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('HOME', str(tmp_path))
     assert remeasure.main(['nosuchid', '--out', str(tmp_path / 'out')]) == 2
     assert "error: 'nosuchid': not an experiment directory" in capsys.readouterr().err
+
+
+def test_several_experiments_share_one_baseline_and_more_are_added_later(experiment, tmp_path, capsys):
+    """Tuners compared: each experiment's best, and the baseline once; re-measuring one more
+    experiment into the same folder trains only its configuration, and a folder holding runs of
+    another command is refused before anything trains."""
+    random = make_experiment(tmp_path / 'runs', 'rndbbbb2', 'Random', 6, seed=2, command=COMMAND)
+    anneal = make_experiment(tmp_path / 'runs', 'annccccc', 'Anneal', 6, seed=3, command=COMMAND)
+    out = tmp_path / 'tuners'
+    common = ['--top', '1', '--seeds', '0', '--baseline', BASELINE, '--out', str(out)]
+    assert remeasure.main([str(experiment), str(random)] + common) == 0
+    summary = read_csv(out / 'summary.csv')
+    bests = {e.id: e.best().number for e in map(report.load_directory, (experiment, random, anneal))}
+    assert [(row['config'], row['tuner'], row['runs']) for row in summary] == [
+        (f'tpeaaaa1-trial{bests["tpeaaaa1"]}', 'TPE', '1'), (f'rndbbbb2-trial{bests["rndbbbb2"]}', 'Random', '1'),
+        ('baseline', '', '1')]
+    assert (out / summary[0]['config'] / 'seed0' / 'command.txt').read_text().strip() == summary[0]['command']
+    assert '# Re-measured: the top of experiments `tpeaaaa1` (TPE), `rndbbbb2` (Random)' in \
+        (out / 'summary.md').read_text()
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob('*/seed*/metrics.json')}
+    assert remeasure.main([str(experiment), str(random), str(anneal)] + common) == 0
+    after = {p: p.stat().st_mtime_ns for p in out.glob('*/seed*/metrics.json')}
+    assert {p: after[p] for p in stamps} == stamps  # the three runs were reused ...
+    assert set(after) - set(stamps) == {out / f'annccccc-trial{bests["annccccc"]}' / 'seed0' / 'metrics.json'}
+    assert [row['config'] for row in read_csv(out / 'summary.csv')][2:] == [
+        f'annccccc-trial{bests["annccccc"]}', 'baseline']
+
+    summary_before = (out / 'summary.md').read_text()
+    capsys.readouterr()
+    assert remeasure.main([str(experiment), '--set', 'epochs=2'] + common) == 2  # ... a changed command is not
+    assert 'holds a run of another command' in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob('*/seed*/metrics.json')} == after
+    assert (out / 'summary.md').read_text() == summary_before
