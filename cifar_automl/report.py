@@ -669,7 +669,7 @@ def trial_set_sections(experiments, out, plt):
         lines += [f'First-order functional ANOVA (fANOVA) of a random forest fitted to the {importance.trials} '
                   'trials with a final result: the share of the predicted metric\'s variance each parameter '
                   'explains alone (the rest of 100% is interactions). The forest\'s out-of-bag R² is '
-                  f'{importance.r2:.2f}' + (' : the parameters hardly predict the metric here, so read these '
+                  f'{importance.r2:.2f}' + (': the parameters hardly predict the metric here, so read these '
                                             'shares as noise.' if importance.noise else '.'), '',
                   '| parameter | importance |', '|---|---|']
         lines += [f'| {name} | {share:.1%} |' for name, share in importance.shares]
@@ -721,15 +721,19 @@ def finished_in_order(experiment):
 
 def plot_best_so_far(experiments, plt, path):
     fig, (by_time, by_count) = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
-    for experiment in experiments:
+    # Tuners that end level draw on top of each other: a dash pattern each keeps every one visible.
+    styles = ('-', '--', ':', '-.')
+    for number, experiment in enumerate(experiments):
         done, minutes = finished_in_order(experiment)
         if not done:
             continue
         best = analysis.best_so_far([t.metric for t in done], experiment.maximize)
         wall = (experiment.wall_time_s() or 0) / 60
+        style = styles[number % len(styles)]
         line, = by_time.step(minutes + [max(wall, minutes[-1])], best + best[-1:], where='post', linewidth=1.8,
-                             label=f'{experiment.id} ({experiment.tuner()})')
-        by_count.step(range(1, len(done) + 1), best, where='post', linewidth=1.8, color=line.get_color())
+                             linestyle=style, label=f'{experiment.id} ({experiment.tuner()})')
+        by_count.step(range(1, len(done) + 1), best, where='post', linewidth=1.8, linestyle=style,
+                      color=line.get_color())
     by_time.set_xlabel('wall-clock time since the experiment started (min)')
     by_count.set_xlabel('trials finished')
     by_count.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
