@@ -642,11 +642,20 @@ def plot_pareto(experiments, pairs, front, plt, path):
             linewidth=1.2, zorder=3)
     ax.scatter([training_time(t) for _, t in front], [t.metric for _, t in front], s=70, facecolors='none',
                edgecolors='tab:red', linewidths=1.5, zorder=4, label='Pareto front')
-    for k, (e, t) in enumerate(front):  # labels alternate below-right and above-left: neighbours stay apart
+    ax.margins(x=0.1)  # room for the labels of the front's last points
+    ax.get_xlim(), ax.get_ylim()  # fixes the limits, so that transData gives where each point is drawn
+    placed = []  # display positions of the points labelled so far
+    for e, t in front:
+        x, y = ax.transData.transform((training_time(t), t.metric))
+        # Where the front crowds (trials of equal cost and metric) a label would cover its neighbour's:
+        # the point keeps its circle, and report.md's table lists every trial on the front.
+        if any(abs(x - px) < 50 and abs(y - py) < 14 for px, py in placed):
+            continue
+        k = len(placed)  # labels alternate below-right and above-left: neighbours stay apart
+        placed.append((x, y))
         ax.annotate(f'{e.id}:{t.number}' if several else f'trial {t.number}', (training_time(t), t.metric),
                     textcoords='offset points', xytext=(5, -11) if k % 2 == 0 else (-5, 6),
                     ha='left' if k % 2 == 0 else 'right', fontsize=8, color='tab:red')
-    ax.margins(x=0.1)  # room for the labels of the front's last points
     ax.set_xlabel('training time of the trial (s)')
     ax.set_ylabel('final metric (default)')
     ax.set_title('Final metric against training time: the front no trial beats on both')
