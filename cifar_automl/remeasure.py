@@ -70,9 +70,12 @@ def check_reusable(label, command, directory):
     """A finished run in `directory` is reused only if it ran `command` (as its command.txt says; a
     run copied in without one is taken as it is)."""
     recorded = directory / 'command.txt'
-    if (directory / 'metrics.json').is_file() and recorded.is_file() and recorded.read_text().strip() != command:
-        raise ConfigError(f'{label}: {directory} holds a run of another command ({recorded.read_text().strip()!r}, '
-                          f'not {command!r}): remove it, or pass another --out')
+    if not ((directory / 'metrics.json').is_file() and recorded.is_file()):
+        return
+    ran = recorded.read_text().strip()
+    if ran != command:
+        raise ConfigError(f'{label}: {directory} holds a run of another command ({ran!r}, not {command!r}): '
+                          'remove it, or pass another --out')
 
 
 def run(command, seed, directory):
