@@ -76,6 +76,12 @@ OPTIONS = {
     'arch_beta1': Option(0.5, 'architecture Adam beta1', low=0.0, high=0.9999),
     'arch_beta2': Option(0.999, 'architecture Adam beta2', low=0.0, high=0.9999),
     'arch_weight_decay': Option(1e-3, 'architecture Adam weight decay', low=0.0, high=1.0),
+    'arch_warmup': Option(0, 'epochs that train the weights only, before the first architecture step (NNI DARTS\'s '
+                             'warmup_epochs): the convolutions learn before the parameter-free ops can win', low=0),
+    'beta_decay': Option(0.0, 'beta-DARTS\'s regularization (Ye et al. 2022): the architecture loss adds this weight '
+                              'times the mean over edges of logsumexp of the edge\'s architecture weights, which holds '
+                              'every op\'s softmax back in proportion to its size; the weight rises linearly from 0 at '
+                              'the first step to this at the last (0: off)', low=0.0, high=1000.0),
     # skip-connection collapse
     'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell (darts) or the cell (nb201) keeps at most this '
                            'many skip_connect edges (those of highest softmax weight); each other one takes its '
@@ -107,8 +113,9 @@ OPTIONS = {
 # schedule are built from these, so a different value cannot load the checkpoint or would
 # silently change the search. The other options (device, threads, ...) may change.
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
-                   'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr', 'arch_beta1', 'arch_beta2',
-                   'arch_weight_decay', 'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+                   'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
+                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'max_skip',
+                   'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -283,6 +290,10 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
             if kind == 'weights':  # what NNI's Classification logs, and reports as the search's final result
                 self.log('train_loss', loss)
                 self.log('train_acc', (logits.argmax(1) == labels).float().mean())
+            elif cfg.beta_decay:
+                step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
+                weight = cfg.beta_decay * step / max(1, cfg.epochs * steps_per_epoch - 1)
+                loss = loss + weight * beta_decay_loss(self.model)
             return loss
 
         def configure_optimizers(self):
@@ -325,15 +336,32 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
 
     class DartsStrategy(DARTS):
         def configure_oneshot_module(self, training_module):
-            return DartsModule(training_module, gradient_clip_val=clip)
+            return DartsModule(training_module, gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
 
     class GumbelDartsStrategy(GumbelDARTS):
         def configure_oneshot_module(self, training_module):
             return GumbelDartsModule(training_module, LinearTemperatureScheduler(*GUMBEL_TEMPERATURE),
-                                     gradient_clip_val=clip)
+                                     gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
 
     strategy = DartsStrategy() if cfg.strategy == 'darts' else GumbelDartsStrategy(temperature=GUMBEL_TEMPERATURE)
     return SearchModule(), strategy
+
+
+def architecture_weights(model):
+    """The one-shot supernet's architecture weight vectors, each once (cells that share a choice share
+    its vector): NNI's mixed layers hold one as `_arch_alpha`, its mixed cells a dict of them."""
+    unique = {}
+    for module in model.modules():
+        alpha = getattr(module, '_arch_alpha', None)
+        vectors = alpha.values() if isinstance(alpha, torch.nn.ParameterDict) else [alpha] if alpha is not None else []
+        unique.update({id(vector): vector for vector in vectors})
+    return list(unique.values())
+
+
+def beta_decay_loss(model):
+    """beta-DARTS's Beta-Decay term: the mean over edges of logsumexp(alpha). Its gradient on each
+    op's weight is that op's softmax, so descending it shrinks the strongest ops the most."""
+    return torch.stack([torch.logsumexp(alpha, -1) for alpha in architecture_weights(model)]).mean()
 
 
 # ============================================================ Skip-connection collapse
