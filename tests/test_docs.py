@@ -47,35 +47,39 @@ def anchors(doc):
     return {slug(heading) for heading in re.findall(r'^#+ (.+)$', prose(read(doc)), re.M)}
 
 
-def links():
-    for doc in DOCS:
-        for target in LINK.findall(prose(read(doc))):
-            if not re.match(r'[a-z]+:', target):
-                yield pytest.param(doc, target, id=f'{doc.name}:{target}')
+def doc_params():
+    return [pytest.param(doc, id=doc.name) for doc in DOCS]
 
 
-@pytest.mark.parametrize('doc, target', links())
-def test_every_relative_link_leads_to_a_file_and_heading(doc, target):
+def broken_link(doc, target):
     path, _, anchor = target.partition('#')
     linked = (doc.parent / path).resolve() if path else doc
-    assert linked.exists(), f'{doc.name}: link to {target}: no such file'
-    if anchor:
-        assert linked.suffix == '.md' and anchor in anchors(linked), f'{doc.name}: link to {target}: no such heading'
+    if not linked.exists():
+        return 'no such file'
+    if anchor and not (linked.suffix == '.md' and anchor in anchors(linked)):
+        return 'no such heading'
+    return None
 
 
-def results_paths():
-    for doc in DOCS:
-        for named in RESULTS_PATH.findall(read(doc)):
-            if named.startswith('docs/') or doc.parent.name == 'docs':
-                yield pytest.param(doc, named.rstrip('.,'), id=f'{doc.name}:{named}')
+@pytest.mark.parametrize('doc', doc_params())
+def test_every_relative_link_leads_to_a_file_and_heading(doc):
+    targets = [target for target in LINK.findall(prose(read(doc))) if not re.match(r'[a-z]+:', target)]
+    broken = [f'{target}: {broken_link(doc, target)}' for target in targets if broken_link(doc, target)]
+    assert not broken, f'{doc.name}: ' + '; '.join(broken)
 
 
-@pytest.mark.parametrize('doc, named', results_paths())
-def test_every_results_path_the_docs_name_exists(doc, named):
+def missing(doc, named):
     path = (REPO if named.startswith('docs/') else doc.parent) / named
     # a path, a glob of paths, or a prefix as --table takes (nas_table: nas_table.md and .csv)
-    assert path.exists() or list(path.parent.glob(path.name)) or list(path.parent.glob(path.name + '.*')), (
-        f'{doc.name} names {named}, which is not in the repository')
+    return not (path.exists() or list(path.parent.glob(path.name)) or list(path.parent.glob(path.name + '.*')))
+
+
+@pytest.mark.parametrize('doc', doc_params())
+def test_every_results_path_the_docs_name_exists(doc):
+    named = [path.rstrip('.,') for path in RESULTS_PATH.findall(read(doc))
+             if path.startswith('docs/') or doc.parent.name == 'docs']
+    absent = [path for path in named if missing(doc, path)]
+    assert not absent, f'{doc.name} names paths that are not in the repository: {", ".join(absent)}'
 
 
 # ============================================================ Commands
@@ -106,14 +110,13 @@ def simple_commands(line):
     yield command
 
 
-def commands():
-    for doc in DOCS:
-        for line in shell_lines(doc):
-            for command in simple_commands(line):
-                if command[-1:] == ['...']:  # "and the rest as above"
-                    command = command[:-1]
-                if command:
-                    yield pytest.param(command, id=f'{doc.name}:{shlex.join(command)}'[:150])
+def commands(doc):
+    for line in shell_lines(doc):
+        for command in simple_commands(line):
+            if command[-1:] == ['...']:  # "and the rest as above"
+                command = command[:-1]
+            if command:
+                yield command
 
 
 class Refused(Exception):
@@ -256,12 +259,15 @@ def check_command(command):
         check(namespace)
 
 
-@pytest.mark.parametrize('command', commands())
-def test_every_command_in_the_docs_parses_with_its_scripts_own_checks(command):
-    try:
-        check_command(command)
-    except Refused as refusal:
-        pytest.fail(f'{shlex.join(command)}\n  -> {refusal}')
+@pytest.mark.parametrize('doc', doc_params())
+def test_every_command_in_the_docs_parses_with_its_scripts_own_checks(doc):
+    refused = []
+    for command in commands(doc):
+        try:
+            check_command(command)
+        except Refused as refusal:
+            refused.append(f'{shlex.join(command)}\n  -> {refusal}')
+    assert not refused, f'{doc.name}:\n' + '\n'.join(refused)
 
 
 @pytest.mark.parametrize('command, refusal', [
