@@ -10,7 +10,6 @@ import re
 import shlex
 import sys
 import warnings
-from pathlib import Path
 from unittest import mock
 
 import pytest
