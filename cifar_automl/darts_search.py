@@ -120,11 +120,11 @@ SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_ce
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
     # CIFAR-10 on 2 CPU cores in about an hour: a width-8, 5-cell supernet step (weights and architecture)
-    # at batch 64 took 9.1 s in fp32 on this project's 2 idle cores, so 5000 images (2500 a half, 39 steps an
-    # epoch) give 5.9 min an epoch and 10 epochs 59 min. The architecture then takes 390 steps, 50x fewer
-    # than the paper's 19550: its Adam learning rate is 3.3x the paper's so that the edges' softmax can still
-    # separate, and the P-DARTS cap guards the normal cell against the skip connections that a short, fast
-    # search favours.
+    # at batch 64 took 8.6-9.6 s in fp32 on this project's 2 idle cores (docs/results/darts_cpu/search.log), so
+    # 5000 images (2500 a half, 39 steps an epoch) give about 6 min an epoch and 10 epochs 61 min. The
+    # architecture then takes 390 steps, 50x fewer than the paper's 19550: its Adam learning rate is 3.3x the
+    # paper's so that the edges' softmax can still separate, and the P-DARTS cap guards the normal cell against
+    # the skip connections that a short, fast search favours.
     'cifar_cpu': dict(dataset='cifar10', subset=5000, width=8, num_cells=5, epochs=10, batch_size=64, arch_lr=1e-3,
                       max_skip=2),
 }

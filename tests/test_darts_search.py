@@ -152,6 +152,8 @@ def write_resumable(out, **changes):
     (['--dataset', 'digits', '--subset', '100000'], '--subset 100000 exceeds'),
     (['--resume'], '--resume needs --output_dir'),
     (['--resume', '--output_dir', '{tmp}/nothing'], 'search_config.json is missing'),
+    (['--precision', 'fp16'], "--precision fp16 with --grad_clip > 0: NNI's DARTS clips fp16 gradients before they "
+                              "are unscaled"),
 ])
 def test_bad_input_is_refused_before_the_search(argv, needle, tmp_path, capsys):
     argv = [arg.replace('{tmp}', str(tmp_path)) for arg in argv]
@@ -160,6 +162,20 @@ def test_bad_input_is_refused_before_the_search(argv, needle, tmp_path, capsys):
     assert darts_search.main(argv) == 2
     assert needle in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('precision, grad_clip, lightning', [
+    ('auto', 5.0, '32-true'),  # fp16 would clip gradients still multiplied by the loss scale
+    ('auto', 0.0, '16-mixed'),  # nothing is clipped, so fp16 is safe
+    ('bf16', 5.0, 'bf16-mixed'),  # no loss scale to undo (an emulated bf16, as asked)
+])
+def test_a_gpu_without_bf16_never_clips_fp16_gradients_before_they_are_unscaled(monkeypatch, precision, grad_clip,
+                                                                                  lightning):
+    """NNI's DARTS clips the weights' gradients after the backward, before Lightning's optimizer step
+    unscales them: under fp16's loss scale the clip would act on gradients thousands of times too large."""
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
+    cfg = darts_search.resolve(['--precision', precision, '--grad_clip', str(grad_clip)])
+    assert darts_search.lightning_precision(cfg, torch.device('cuda')) == lightning
 
 
 def test_missing_cifar_batch_is_refused(tmp_path, capsys):
