@@ -83,6 +83,9 @@ OPTIONS = {
                               'every op\'s softmax back in proportion to its size; the weight rises linearly from 0 at '
                               'the first step to this at the last (0: off)', low=0.0, high=1000.0),
     # skip-connection collapse
+    'export_none': Option(False, 'nb201 space: the export may choose the zero op (none) for an edge, as NNI\'s '
+                                 'does; by default an edge takes its strongest other op, DARTS\'s discretization rule '
+                                 '(the darts space never exports it)'),
     'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell (darts) or the cell (nb201) keeps at most this '
                            'many skip_connect edges (those of highest softmax weight); each other one takes its '
                            'edge\'s best op other than skip and none (-1: no cap)', low=-1, high=8),
@@ -114,8 +117,8 @@ OPTIONS = {
 # silently change the search. The other options (device, threads, ...) may change.
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
-                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'max_skip',
-                   'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'export_none',
+                   'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -488,8 +491,8 @@ def make_monitor(cfg, space, output_dir):
         def on_train_epoch_end(self, trainer, pl_module):
             epoch = trainer.current_epoch
             epoch_time = time.perf_counter() - self.epoch_start
-            searched = pl_module.export()
             probs = space.edge_softmax(pl_module)
+            searched = space.discretize(pl_module.export(), probs, cfg)
             arch, capped = (cap_skips(searched, probs, cfg.max_skip, space.skip_edges(searched))
                             if cfg.max_skip >= 0 else (searched, []))
             self.skip_counts.append({'epoch': epoch, SEARCHED: len(space.skip_edges(searched)),

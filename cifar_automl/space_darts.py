@@ -35,6 +35,12 @@ def edge_softmax(oneshot_module):
     return dict(sorted(probs.items()))
 
 
+def discretize(nni_export, probs, cfg):
+    """The searched cell: NNI's export (per node, the two strongest edges of their strongest op other
+    than the zero op)."""
+    return nni_export
+
+
 def skip_edges(arch):
     """[(arch key, edge_softmax key)] of the normal cell's skip_connect edges, which --max_skip caps
     (P-DARTS leaves the reduction cell as searched)."""
