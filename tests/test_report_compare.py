@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from cifar_automl import report
+from cifar_automl.results.commands import command_values
+from cifar_automl.results.load import load_directory
 from test_report import FIXTURE, read_csv
 
 SPACE = {'initial_lr': {'_type': 'loguniform', '_value': [0.01, 1.0]},
@@ -183,9 +185,9 @@ def test_importance_pools_budgets_with_the_epochs_a_command_fixes(tmp_path):
     folder = tmp_path / 'runs'
     make_experiment(folder, 'hyperbd1', 'Hyperband', 30, seed=4, budgets=(1, 3, 9))
     make_experiment(folder, 'tpeaaaa1', 'TPE', 20, seed=5, command='python3 trial/main.py --dataset digits --epochs 3')
-    plain = report.load_directory(folder / 'tpeaaaa1')
-    assert report.command_values(plain)['epochs'] == 3
-    assert report.command_values(report.load_directory(folder / 'hyperbd1'))['epochs'] == 10  # the trial's default
+    plain = load_directory(folder / 'tpeaaaa1')
+    assert command_values(plain)['epochs'] == 3
+    assert command_values(load_directory(folder / 'hyperbd1'))['epochs'] == 10  # the trial's default
     out = tmp_path / 'compare'
     assert report.main([str(folder), '--out', str(out)]) == 0
     markdown = (out / 'report.md').read_text()
