@@ -178,6 +178,20 @@ def test_bad_inputs_are_refused_before_anything_is_written(problem, message, run
     assert not out.exists()
 
 
+@pytest.mark.parametrize('link_first', [True, False])
+def test_every_experiment_in_a_folder_with_nnis_latest_link(link_first, runs, tmp_path, capsys):
+    """`report EXPDIR/*`: NNI keeps `_latest`, a link to the experiment it started last, beside
+    the experiments; the link names an experiment already given, so it is read once, not refused."""
+    (runs / '_latest').symlink_to('rndbbbb2', target_is_directory=True)  # relative, as NNI makes it
+    arguments = sorted(str(path) for path in runs.iterdir())
+    arguments.sort(key=lambda argument: argument.endswith('_latest') != link_first)
+    out = tmp_path / 'compare'
+    assert report.main(arguments + ['--out', str(out)]) == 0
+    assert sorted(row['experiment'] for row in read_csv(out / 'comparison.csv')) == ['annccc3', 'rndbbbb2', 'tpeaaaa1']
+    assert f'note: {runs / "_latest"} is a link to {runs / "rndbbbb2"}, read once' in capsys.readouterr().err
+    assert report.main([str(runs / '_latest'), '--out', str(tmp_path / 'alone')]) == 0  # alone, it is the experiment
+    assert read_csv(tmp_path / 'alone' / 'trials.csv')
+
 
 def test_importance_pools_budgets_with_the_epochs_a_command_fixes(tmp_path):
     """Hyperband's trials carry `epochs`; a plain tuner's trials trained the --epochs of their

@@ -5,6 +5,7 @@ REST API serves (`/experiment`, `/trial-jobs`, `/metric-data`), so everything af
 one code path."""
 import json
 import sqlite3
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -166,14 +167,40 @@ def load(experiment, url=None):
     return load_directory(Path(entry['logDir']).expanduser() / experiment)
 
 
+def is_experiment_directory(path):
+    return (path / 'db' / 'nni.sqlite').is_file()
+
+
+def without_repeating_links(arguments):
+    """The arguments less each link to an experiment directory that an argument before or after it
+    names too: NNI keeps a `_latest` link beside the experiments it starts, so `report EXPDIR/*`
+    names the latest one twice, once by its link. Each link skipped is said on stderr."""
+    named = {}  # the experiment directories the arguments that are not links name, resolved
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_dir() and not path.is_symlink():
+            inside = [path] if is_experiment_directory(path) else experiment_directories(path)
+            named.update((directory.resolve(), directory) for directory in inside)
+    kept = []
+    for argument in arguments:
+        path = Path(argument).expanduser()
+        if path.is_symlink() and is_experiment_directory(path):
+            if path.resolve() in named:
+                print(f'note: {argument} is a link to {named[path.resolve()]}, read once', file=sys.stderr)
+                continue
+            named[path.resolve()] = path
+        kept.append(argument)
+    return kept
+
+
 def load_all(arguments, url=None):
     """Every experiment the arguments name: ids, experiment directories, folders holding
     experiment directories, and a running one's --url. Raises ReportError before anything is
     written when one is missing, or when they do not measure the same metric."""
     experiments = [load_rest(url)] if url else []
-    for argument in arguments:
+    for argument in without_repeating_links(arguments):
         path = Path(argument).expanduser()
-        inside = experiment_directories(path) if path.is_dir() and not (path / 'db' / 'nni.sqlite').is_file() else []
+        inside = experiment_directories(path) if path.is_dir() and not is_experiment_directory(path) else []
         experiments += [load_directory(directory) for directory in inside] or [load(argument)]
     ids = [experiment.id for experiment in experiments]
     twice = sorted({i for i in ids if ids.count(i) > 1})
