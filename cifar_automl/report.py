@@ -5,15 +5,16 @@
     python -m cifar_automl.report ID1 ID2 runs/ --out compare/      # several, or a folder of them
 
 One experiment: trials.csv (every trial: parameters, final and best intermediate metric,
-duration), report.md (the trials table, best first, parameter importance and the Pareto front
-of accuracy against training time), best_command.txt (the best trial as a ready-to-run trial
-command line) and PNG plots. Several: that report for each in its own folder, and one
-comparison (comparison.csv, report.md, best-so-far curves overlaid, importance and Pareto front
-over all their trials). NNI 3.0's own `nnictl view` cannot open an experiment directory copied
+duration), report.md (the trials table, best first; whether short trials rank configurations as
+full ones do, parameter importance and the Pareto front of accuracy against training time),
+best_command.txt (the best trial as a ready-to-run trial command line) and PNG plots. Several:
+that report for each in its own folder, and one comparison (comparison.csv, report.md,
+best-so-far curves overlaid, each one's short-trial check, importance and Pareto front over all
+their trials). NNI 3.0's own `nnictl view` cannot open an experiment directory copied
 from another machine; this reads its db/nni.sqlite directly.
 
 The work is done in cifar_automl/results/, one module per job: load (REST, sqlite), write (one
-experiment's report), compare (several), plots, importance, pareto, commands.
+experiment's report), compare (several), plots, fidelity, importance, pareto, commands.
 """
 import sys
 import time

@@ -6,6 +6,7 @@ entry point (cifar_automl/report.py).
 - write: one experiment's trials.csv, best_command.txt, report.md and plots
 - compare: several experiments side by side
 - plots: one experiment's plots
-- importance, pareto: what a set of trials says beyond its best one
+- fidelity, importance, pareto: what a set of trials says beyond its best one (can short trials
+  be trusted, which parameters matter, what accuracy costs)
 - commands: the command line that reruns a trial
 """

@@ -6,6 +6,7 @@ from pathlib import Path
 from ..files import atomic_write_text
 from .commands import best_command
 from .experiment import ReportError, format_value, is_number
+from .fidelity import fidelity_section
 from .importance import importance_section
 from .pareto import pareto_section
 from .plots import pyplot, write_plots
@@ -98,8 +99,9 @@ def markdown_report(experiment, rows, command, plots):
 
 
 def trial_set_sections(experiments, out, plt):
-    """report.md's sections over the experiments' trials (importance, Pareto front), and their PNGs."""
-    lines, plots = [], []
+    """report.md's sections over the experiments' trials (whether short trials can be trusted,
+    importance, Pareto front), and their PNGs."""
+    lines, plots = fidelity_section(experiments), []
     for section in (importance_section, pareto_section):
         more, plot = section(experiments, out, plt)
         lines += more
