@@ -149,23 +149,31 @@ class Importance:
         return self.r2 < MIN_R2_FOR_IMPORTANCE
 
 
-def parameter_importance(experiments):
-    """fANOVA first-order importance over every finished trial; None with too few of them."""
+def finished_trials(experiments):
+    """What the importance rests on: (parameter names, the merged search space, each finished
+    trial's parameters with what its experiment's command fixes for the rest, their final metrics)."""
     pairs = scored_trials(experiments)
-    if len(pairs) < MIN_TRIALS_FOR_IMPORTANCE:
-        return None
     names, space = [], {}
     for experiment in experiments:
         names += [name for name in experiment.parameter_names() if name not in names]
         space = {**(experiment.profile.get('searchSpace') or {}), **space}
     fixed = {experiment.id: command_values(experiment) for experiment in experiments}
-    X = encode([{**fixed[e.id], **trial.parameters} for e, trial in pairs], names, space)
+    return (names, space, [{**fixed[e.id], **trial.parameters} for e, trial in pairs],
+            [trial.metric for _, trial in pairs])
+
+
+def parameter_importance(experiments):
+    """fANOVA first-order importance over every finished trial; None with too few of them."""
+    names, space, parameters, metrics = finished_trials(experiments)
+    if len(metrics) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None
+    X = encode(parameters, names, space)
     varied = [j for j, name in enumerate(names) if len({str(x) for x in X[:, j]}) > 1]  # a constant explains nothing
     if not varied:
         return None
-    shares, r2 = first_order_importance(X[:, varied], [trial.metric for _, trial in pairs])
+    shares, r2 = first_order_importance(X[:, varied], metrics)
     return Importance(sorted(zip((names[j] for j in varied), shares.tolist()), key=lambda item: -item[1]),
-                      r2, len(pairs))
+                      r2, len(metrics))
 
 
 def plot_importance(importance, plt, path):
