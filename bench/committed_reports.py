@@ -13,7 +13,9 @@ nni_configs/ file with its experiment name. That is all the importance and Hyper
 short-trial check read; with --write they are recomputed into each report.md (and importance.png),
 and the check against Optuna goes to FOLDER/importance_vs_optuna.md. What trials.csv lacks is not
 rebuilt: the per-epoch results a plain tuner's short-trial check reads, and the times behind the
-best-so-far plot, need the experiment directory (python -m cifar_automl.report DIR).
+best-so-far plot, need the experiment directory (python -m cifar_automl.report DIR). Rebuilt
+so, the committed CIFAR-10 and quickstart experiments gave the importance tables the report had
+written from their databases to the last digit (with the estimator of that time).
 
 Optuna's FanovaImportanceEvaluator is an independent fANOVA (Hutter et al. 2014): its own forest
 (64 trees), marginals uniform over each parameter's range where ours are the trials' own values,
@@ -57,8 +59,8 @@ def csv_value(text):
 def rebuild(folder):
     """One experiment from its committed report folder."""
     head = (folder / 'report.md').read_text()
-    title, command = re.search(r'^# NNI experiment `(\w+)`: (\S+)', head, re.M), re.search(r'^- Trial command: `(.*)`$',
-                                                                                           head, re.M)
+    title = re.search(r'^# NNI experiment `(\w+)`: (\S+)', head, re.M)
+    command = re.search(r'^- Trial command: `(.*)`$', head, re.M)
     if not (title and command):
         raise ValueError(f'{folder / "report.md"}: no "# NNI experiment `ID`: NAME" title or "- Trial command:" line')
     (experiment_id, name), command = title.groups(), command.group(1)
