@@ -131,7 +131,7 @@ def variance(value, low, high, with_missing, missing, n):
         np.clip(count, 0, None, out=count)
         if missing.any():
             count += (with_missing[start:stop, None] & with_missing[None, start:]) * missing
-        both = value[start:stop] @ (count.prod(axis=2, dtype=float) / float(n) ** columns)
+        both = value[start:stop] @ (count / n).prod(axis=2)
         # the block against every leaf from `start` on: pairs off the diagonal block count twice
         total += 2 * both @ value[start:] - both[:stop - start] @ value[start:stop]
     return total
