@@ -211,6 +211,7 @@ ENTRY_POINTS = {
     'bench/bench_trial.py': (lambda: bench_main('bench_trial')(), False, {}, check_bench_trial),
     'bench/bench_darts.py': (lambda: bench_main('bench_darts')(), False, {}, lambda ns: None),
     'bench/gpu_check.py': (lambda argv: bench_main('gpu_check')(argv), True, {}, lambda ns: None),
+    'bench/committed_reports.py': (lambda argv: bench_main('committed_reports')(argv), True, {}, lambda ns: None),
 }
 
 
