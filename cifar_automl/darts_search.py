@@ -41,6 +41,7 @@ from . import config, search_diagnostics, space_darts, space_nb201, tables
 from .augment import BatchLoader
 from .config import ConfigError, Option
 from .data import balanced_split, load_train_test, take_subset
+from .environment import require_working_nni_lock
 from .files import atomic_write_json
 from .training import autocast_dtype, log, lr_at, select_device
 
@@ -615,6 +616,7 @@ def main(argv=None):
 
 
 def run(cfg):
+    require_working_nni_lock()  # NasExperiment.run() takes NNI's lock, which a filelock >= 3.12 hangs
     setup_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cifar_automl.environment import require_working_nni_lock
+
 FINISHED = ('DONE', 'STOPPED', 'ERROR')  # check-status values after which nothing more runs
 NNICTL = [sys.executable, '-m', 'nni.tools.nnictl.nnictl']
 
@@ -72,6 +74,7 @@ class Experiment:
         return subprocess.run(NNICTL + list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def start(self, config_path, **overrides):
+        require_working_nni_lock()  # else `nnictl create` waits forever on NNI's experiment lock
         self.home.mkdir(parents=True, exist_ok=True)
         config = isolated_config(config_path, self.working_directory, self.root / 'config.yml', **overrides)
         self.port = free_port()
