@@ -1,6 +1,7 @@
 import os
 import pickle
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,11 @@ def pytest_sessionstart(session):
         require_working_nni_lock()
     except ConfigError as error:
         pytest.exit(f'error: {error}', returncode=2)
+
+
+def fake_filelock(version):
+    """What `import filelock` gives, as far as the filelock guard reads it: for sys.modules."""
+    return types.SimpleNamespace(__version__=version, __file__='/x/filelock/__init__.py')
 
 
 @pytest.fixture(autouse=True)

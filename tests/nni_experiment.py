@@ -34,6 +34,22 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def processes_with_env(name, value):
+    """Ids of the processes (this one aside) started with NAME=VALUE in their environment: every process
+    started below one that had it, unless something cleared it, wherever its process group or session."""
+    marker = b'\0' + f'{name}={value}'.encode() + b'\0'
+    found = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in b'\0' + (entry / 'environ').read_bytes() + b'\0':
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
 def isolated_config(config_path, working_directory, destination, **overrides):
     """The config as NNI's own classes read it (paths made absolute against the config's folder),
     with the experiment's files redirected to `working_directory` and any `overrides` of
@@ -103,17 +119,7 @@ class Experiment:
 
     def leftover_processes(self):
         """Process ids running with this experiment's HOME (manager, dispatcher, trials)."""
-        marker = f'HOME={self.home}'.encode() + b'\0'
-        found = []
-        for entry in Path('/proc').iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if marker in (entry / 'environ').read_bytes() + b'\0':
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-        return found
+        return processes_with_env('HOME', str(self.home))
 
     def stop(self, grace=30):
         """`nnictl stop ID`, then wait for every process of the experiment to exit. Returns the

@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 
 from cifar_automl import environment
 from cifar_automl.config import ConfigError
-from conftest import REPO
+from conftest import REPO, fake_filelock
 from nni_experiment import Experiment
 
 REFUSAL = 'error: filelock 3.12.0 (imported from {}) breaks NNI 3.0: '
@@ -38,7 +37,7 @@ def run_with(pythonpath, *args):
 @pytest.mark.parametrize('version, refused', [('3.11.0', False), ('3.8.2', False), ('3.12.0', True),
                                               ('3.12.1.dev3', True), ('4.3.2', True), ('', True)])
 def test_filelock_3_12_and_later_or_of_no_version_is_refused(version, refused, monkeypatch):
-    monkeypatch.setitem(sys.modules, 'filelock', types.SimpleNamespace(__version__=version, __file__='/x/filelock/i.py'))
+    monkeypatch.setitem(sys.modules, 'filelock', fake_filelock(version))
     if refused:
         with pytest.raises(ConfigError, match=r'filelock .* \(imported from /x/filelock\) breaks NNI 3.0: .* Fix: pip '
                                               r'install "filelock<3.12" into this Python \(requirements.txt pins '
@@ -75,7 +74,7 @@ def test_the_environment_check_passes_here(capsys):
 
 
 def test_the_tests_experiment_launcher_refuses_before_nnictl_create(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, 'filelock', types.SimpleNamespace(__version__='4.3.2', __file__='/x/filelock/i.py'))
+    monkeypatch.setitem(sys.modules, 'filelock', fake_filelock('4.3.2'))
     experiment = Experiment(tmp_path)
     with pytest.raises(ConfigError, match='filelock 4.3.2'):
         experiment.start(REPO / 'nni_configs/quickstart.yml')
