@@ -113,9 +113,9 @@ GPU = Sizes(device='cuda', images_per_file=10000, held_out=(), trial=(),
             anchor_val_size=500, packing=(1, 2, 4), packing_epochs=10, speed_epochs=4)
 DRY_RUN = Sizes(device='cpu', images_per_file=400, held_out=('--val_size', 200, '--threads', 1),
                 trial=('--width', 16, '--subset', 512, '--epochs', 2),
-                search=('--subset', 256, '--width', 4, '--num_cells', 3, '--batch_size', 32, '--threads', 1),
-                retrain=('--subset', 256, '--width', 8, '--num_cells', 5, '--batch_size', 32),
-                resume=('--subset', 128, '--width', 4, '--num_cells', 5, '--batch_size', 32),
+                search=('--subset', 96, '--width', 4, '--num_cells', 3, '--batch_size', 16, '--threads', 1),
+                retrain=('--subset', 128, '--width', 4, '--num_cells', 3, '--batch_size', 32),
+                resume=('--subset', 128, '--width', 4, '--num_cells', 3, '--batch_size', 32),
                 nni_trial=('--width', 16, '--subset', 512, '--batch_size', 64), resume_devices=(('cpu', 'cpu'),),
                 anchor_seeds=2, anchor_val_size=20, packing=(1, 2), packing_epochs=3, speed_epochs=2)
 
@@ -139,20 +139,18 @@ class Run:
     def run(self, name, commands, limit_s, env=None):
         """Run `commands` ([script, *args] each, all at once) under one limit: limit_s GPU seconds, scaled
         in the dry run, and never past the budget. Returns their Processes, ended."""
-        limit = min(limit_s * self.scale, self.left())
-        if limit < MIN_LIMIT_S * self.scale:
-            raise OutOfBudget(f'{self.left():.0f} s of the budget left, too little to start {name}')
+        if self.left() < MIN_LIMIT_S * self.scale:
+            raise OutOfBudget(f'{max(0, self.left()):.0f} s of the budget left, too little to start {name}')
+        own = limit_s * self.scale
+        limit = min(own, self.left())
         processes = []
         for command in commands:
             self.started += 1
             processes.append(Process(command, limit, self.output_dir / f'{self.started:02d}-{name}.log',
-                                     f'{os.getpid()}-{self.started}', env))
+                                     f'{os.getpid()}-{self.started}', env, cut_by_budget=limit < own))
         finish(processes, limit)
         return processes
 
-    def script(self, *args):
-        """A command: this script itself in one of its --child roles."""
-        return ['bench/gpu_check.py', '--data_dir', self.data_dir, *(['--dry_run'] if self.dry else []), *args]
 
 
 class OutOfBudget(Exception):
@@ -226,10 +224,12 @@ def check_all(args, start):
 
 def run_check(run, name, check, guard):
     """Print the check's start (where a lease that ends abruptly stopped), run it, print its line."""
-    print(f'-- {name}, {run.left():.0f} s of the budget left', flush=True)
+    print(f'-- {name}, {max(0, run.left()):.0f} s of the budget left', flush=True)
     start = time.monotonic()
     if check in NEEDS_NNI_LOCK and guard.status != 'PASS':
         result = Result('SKIP', f'{name}: the filelock guard failed, and NNI\'s experiment lock would hang it')
+    elif run.left() < MIN_LIMIT_S * run.scale:
+        result = Result('SKIP', f'{name}: {max(0, run.left()):.0f} s of the budget left, too little to start it')
     else:
         try:
             result = check(run)
@@ -237,6 +237,9 @@ def run_check(run, name, check, guard):
             result = Result('SKIP', f'{name}: {reason}')
         except Exception as error:  # a check that crashed is a failed check; the others still run
             result = Result('FAIL', f'{name}: {type(error).__name__}: {error}')
+        stopped = [process for process in result.shown if process.returncode != 0]
+        if result.status == 'FAIL' and stopped and all(p.returncode is None and p.cut_by_budget for p in stopped):
+            result = Result('SKIP', f'{name}: the budget ran out during it; {result.line}')
     print(f'{result.status} {result.line} [{time.monotonic() - start:.0f}s]', flush=True)
     if result.status == 'FAIL':
         for outcome in result.shown:
@@ -297,9 +300,7 @@ def darts_search(run):
 
 
 def nni_experiment(run):
-    [child] = run.run('nni', [run.script('--child', 'nni_experiment', '--work_dir', run.output_dir / 'nni')],
-                      limit_s=150)
-    result = child_result(child)
+    child, result = run_child(run, 'nni_experiment', limit_s=150)
     if result is None:
         return Result('FAIL', f'NNI experiment: {child.ended()}', [child])
     ok = result['states'] == ['SUCCEEDED', 'SUCCEEDED'] and result['on_device'] == 2
@@ -339,9 +340,7 @@ def retrain_speed(run, compiled):
 
 
 def resume(run):
-    [child] = run.run('resume', [run.script('--child', 'resume', '--work_dir', run.output_dir / 'resume')],
-                      limit_s=90)
-    result = child_result(child)
+    child, result = run_child(run, 'resume', limit_s=90)
     if result is None:
         return Result('FAIL', f'retrain resumed across devices: {child.ended()}', [child])
     if result['failed']:
@@ -356,10 +355,7 @@ def anchor(run):
     sizes, shown, parts, failed = run.sizes, [], [], False
     seeds = range(sizes.anchor_seeds)
     if run.args.airbench:
-        [airbench] = run.run('airbench', [run.script('--child', 'airbench', '--airbench', Path(run.args.airbench)
-                                                     .resolve(), '--work_dir', run.output_dir / 'airbench')],
-                             limit_s=150)
-        result = child_result(airbench)
+        airbench, result = run_child(run, 'airbench', 150, '--airbench', Path(run.args.airbench).resolve())
         shown.append(airbench)
         if result is None:
             failed = True
@@ -372,10 +368,13 @@ def anchor(run):
     else:
         parts.append('airbench94: no --airbench script given (github.com/KellerJordan/cifar10-airbench; not part '
                      'of this repository)')
-    runs = {}
-    for seed in seeds:
-        runs[f'default trial, seed {seed}'] = default_trial(run, f'anchor-seed{seed}', limit_s=60, seed=seed)
-    runs['val_size'] = default_trial(run, 'anchor-val', limit_s=60, seed=0, val_size=sizes.anchor_val_size)
+    runs, cut = {}, None
+    try:
+        for seed in seeds:
+            runs[f'default trial, seed {seed}'] = default_trial(run, f'anchor-seed{seed}', limit_s=60, seed=seed)
+        runs['val_size'] = default_trial(run, 'anchor-val', limit_s=60, seed=0, val_size=sizes.anchor_val_size)
+    except OutOfBudget as reason:
+        cut = f'anchor: {reason}'
     for label, (process, metrics) in runs.items():
         if metrics is None:
             failed = True
@@ -386,11 +385,13 @@ def anchor(run):
         parts.append(f'default trial ({trials[0]["train_images"]:,} images), {len(trials)} seeds: '
                      f'{mean_std([m["test_acc"] for m in trials])} ({mean_std([m["test_acc_tta"] for m in trials])}'
                      f' with TTA)')
-    val = runs['val_size'][1]
+    val = runs.get('val_size', (None, None))[1]
     if val:
         parts.append(f'--val_size {sizes.anchor_val_size} ({val["train_images"]:,} images), seed 0: '
                      f'{val["test_acc"]:.2f}% ({val["test_acc_tta"]:.2f}% with TTA), best epoch {val["best_epoch"]} '
                      f'of {val["epochs_run"]}')
+    if cut and not failed:
+        return Result('SKIP', '; '.join([cut] + parts))
     return Result('FAIL' if failed else 'PASS', 'anchor, test accuracy: ' + '; '.join(parts), shown)
 
 
@@ -398,6 +399,8 @@ def packing(run):
     """Default trials sharing the device: total training img/s with 1, 2 and 4 at once."""
     totals, parts = {}, []
     for count in run.sizes.packing:
+        if parts and run.left() < MIN_LIMIT_S * run.scale:
+            return Result('SKIP', f'default trials at once: the budget ran out before {count}; ' + '; '.join(parts))
         processes = run.run(f'packed{count}', [trial_command(run, run.output_dir / f'packed{count}-{i}', seed=i,
                                                              extra=('--epochs', run.sizes.packing_epochs, '--tta', 0))
                                                for i in range(count)], limit_s={1: 60, 2: 75, 4: 120}[count])
@@ -545,8 +548,9 @@ class Process:
     each line kept with the second it came and written to `log`. MARKER=`marker` in its environment
     (inherited by everything it starts, NNI's manager and trials too) finds whatever outlives it."""
 
-    def __init__(self, command, limit, log, marker, env=None):
+    def __init__(self, command, limit, log, marker, env=None, cut_by_budget=False):
         self.command = [str(part) for part in command]
+        self.cut_by_budget = cut_by_budget  # its limit is what was left of the budget, less than its own
         self.log, self.marker = log, marker
         self.lines = []
         self.returncode = None  # None: killed at its limit
@@ -577,7 +581,8 @@ class Process:
 
     def ended(self):
         if self.returncode is None:
-            return f'killed at its {self.limit:.0f} s limit'
+            return f'stopped at the end of the budget, {self.limit:.0f} s' if self.cut_by_budget \
+                else f'killed at its {self.limit:.0f} s limit'
         return f'exit {self.returncode}'
 
 
@@ -591,7 +596,8 @@ def finish(processes, limit):
             process.returncode = process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             print(f'    {Path(process.command[0]).name} reached its {limit:.0f} s limit; its processes:', flush=True)
-            for pid in [process.popen.pid] + processes_with_env(MARKER, process.marker):
+            started = processes_with_env(MARKER, process.marker)
+            for pid in [process.popen.pid] + [pid for pid in started if pid != process.popen.pid]:
                 print(f'    {process_state(pid)}', flush=True)
             if shutil.which('nvidia-smi'):
                 print('    nvidia-smi:', *('    ' + line for line in run_text(['nvidia-smi']).splitlines()),
@@ -633,10 +639,13 @@ def excerpt(process, before=15, lines=60):
                      + [f'    | {line}' for line in shown])
 
 
-def child_result(process):
-    """The JSON a --child process printed last on a 'RESULT ' line; None if it printed none."""
-    results = [line[len('RESULT '):] for _, line in process.lines if line.startswith('RESULT ')]
-    return json.loads(results[-1]) if results and process.returncode == 0 else None
+def run_child(run, role, limit_s, *args):
+    """This script in one of its --child roles, working in OUTPUT/ROLE: (its Process, the JSON it printed
+    last on a 'RESULT ' line, or None where it printed none or failed)."""
+    [child] = run.run(role, [['bench/gpu_check.py', '--child', role, '--data_dir', run.data_dir, '--work_dir',
+                              run.output_dir / role, *(['--dry_run'] if run.dry else []), *args]], limit_s)
+    results = [line[len('RESULT '):] for _, line in child.lines if line.startswith('RESULT ')]
+    return child, (json.loads(results[-1]) if results and child.returncode == 0 else None)
 
 
 # ============================================================ Helpers

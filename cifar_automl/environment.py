@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-from .config import exit_status
+from .config import ArgumentParser, exit_status
 from .errors import ConfigError
 
 FIRST_FILELOCK_NNI_CANNOT_USE = (3, 12)
@@ -68,8 +68,15 @@ def describe_packages(names=PACKAGES):
     return lines
 
 
+def main(argv=None):
+    ArgumentParser(description='Print the versions of filelock, torch, NNI and Lightning and the folder each '
+                   'is imported from; exit 2 where NNI 3.0\'s experiment lock would hang (docs/nni3-fixes.md).'
+                   ).parse_args(argv)
+    return exit_status(check)
+
+
 def check():
-    """The doctor: filelock first, so that a refusal comes before the seconds torch and NNI take to import."""
+    """Filelock first, so that a refusal comes before the seconds torch and NNI take to import."""
     print(f'python {sys.version.split()[0]} ({sys.executable})')
     print(*describe_packages(['filelock']))
     require_working_nni_lock()
@@ -80,4 +87,4 @@ def check():
 
 
 if __name__ == '__main__':
-    sys.exit(exit_status(check))
+    sys.exit(main())

@@ -1,5 +1,6 @@
 """The paths a CUDA machine takes, proved on a CPU: torch's CUDA probes are replaced by what a GPU
 machine (or a broken one) answers. bench/gpu_check.py runs the same paths on a real GPU."""
+import argparse
 import inspect
 import re
 import subprocess
@@ -218,12 +219,28 @@ def test_gpu_check_refuses_a_new_filelock_and_skips_what_would_take_nni_lock(tmp
 
 def test_gpu_check_skips_the_checks_its_time_budget_cannot_fit(tmp_path, capsys):
     gpu_check = import_gpu_check()
-    assert gpu_check.main(['--dry_run', '--budget_s', '1', '--checks', 'retrain,packing',
+    assert gpu_check.main(['--dry_run', '--budget_s', '0.01', '--checks', 'retrain,packing',
                            '--output_dir', str(tmp_path)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(('PASS', 'FAIL', 'SKIP'))]
-    assert [line.split(' of the budget left')[1] for line in lines[1:]] == [
-        ', too little to start retrain [0s]', ', too little to start packed1 [0s]']
+    assert lines[1:] == ['SKIP retrain: 0 s of the budget left, too little to start it [0s]',
+                         'SKIP packing: 0 s of the budget left, too little to start it [0s]']
     assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_a_check_that_the_budget_ends_is_skipped_not_failed(tmp_path, monkeypatch, capsys):
+    gpu_check = import_gpu_check()
+    (tmp_path / 'slow.py').write_text('import time\ntime.sleep(60)\n')
+    monkeypatch.setattr(gpu_check, 'REPO', tmp_path)
+    monkeypatch.setattr(gpu_check, 'MIN_LIMIT_S', 1)
+    run = gpu_check.Run(argparse.Namespace(dry_run=False, budget_s=2), tmp_path, tmp_path, time.monotonic())
+
+    def slow_check(run):
+        [process] = run.run('slow', [['slow.py']], limit_s=100)
+        return gpu_check.Result('FAIL', f'slow: {process.ended()}', [process])
+
+    result = gpu_check.run_check(run, 'slow', slow_check, gpu_check.Result('PASS', ''))
+    assert result.status == 'SKIP'
+    assert re.fullmatch(r'slow: the budget ran out during it; slow: stopped at the end of the budget, [12] s', result.line)
 
 
 def test_gpu_check_kills_a_hung_process_in_its_limit_showing_its_stack_and_state(tmp_path, monkeypatch, capsys):
