@@ -14,7 +14,8 @@ from unittest import mock
 
 import pytest
 
-from cifar_automl import cell_table, config, darts_search, random_cells, remeasure, report, retrain, trial
+from cifar_automl import (cell_table, config, darts_search, environment, random_cells, remeasure, report, retrain,
+                          trial)
 from conftest import REPO
 
 DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
@@ -205,6 +206,7 @@ ENTRY_POINTS = {
     'nas/cell_table.py': (cell_table.main, True, {}, lambda ns: check_command(
         ['python', 'retrain/retrain.py', *ns.retrain_flags])),
     '-m cifar_automl.report': (report.main, True, {}, lambda ns: None),
+    '-m cifar_automl.environment': (environment.main, True, {}, lambda ns: None),
     '-m cifar_automl.remeasure': (remeasure.main, True, {}, check_remeasure),
     'bench/ablation.py': (lambda: bench_main('ablation')(), False, {}, lambda ns: check_command(
         ['python', 'trial/main.py', *ns.trial_flags])),
