@@ -733,8 +733,9 @@ def write_synthetic_cifar(folder, images_per_file, seed=0):
 
 
 def run_text(command):
+    """What `command` prints, or '' (nvidia-smi itself can hang on a sick driver: 10 s at most)."""
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ''
 

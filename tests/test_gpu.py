@@ -227,7 +227,7 @@ def test_gpu_check_skips_the_checks_its_time_budget_cannot_fit(tmp_path, capsys)
     assert list(tmp_path.iterdir()) == []  # nothing was started
 
 
-def test_a_check_that_the_budget_ends_is_skipped_not_failed(tmp_path, monkeypatch, capsys):
+def test_a_check_that_the_budget_ends_is_skipped_not_failed(tmp_path, monkeypatch):
     gpu_check = import_gpu_check()
     (tmp_path / 'slow.py').write_text('import time\ntime.sleep(60)\n')
     monkeypatch.setattr(gpu_check, 'REPO', tmp_path)
@@ -240,7 +240,8 @@ def test_a_check_that_the_budget_ends_is_skipped_not_failed(tmp_path, monkeypatc
 
     result = gpu_check.run_check(run, 'slow', slow_check, gpu_check.Result('PASS', ''))
     assert result.status == 'SKIP'
-    assert re.fullmatch(r'slow: the budget ran out during it; slow: stopped at the end of the budget, [12] s', result.line)
+    assert re.fullmatch(r'slow: the budget ran out during it; slow: stopped at the end of the budget, [12] s',
+                        result.line)
 
 
 def test_gpu_check_kills_a_hung_process_in_its_limit_showing_its_stack_and_state(tmp_path, monkeypatch, capsys):
