@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import math
-import random
 import time
 import types
 import warnings
@@ -302,7 +301,6 @@ def run_once(space, table, spec, trials, seed, working_directory):
     from nni.nas.experiment import NasExperimentConfig
     torch.manual_seed(seed)
     np.random.seed(seed)  # tianshou samples PPO's minibatches with numpy's global generator
-    random.seed(seed)
     evaluator = make_evaluator(table, np.random.default_rng(seed))
     nni_config = NasExperimentConfig('sequential', 'simplified')
     nni_config.max_trial_number = trials
