@@ -41,7 +41,7 @@ from . import config, search_diagnostics, space_darts, space_nb201, tables
 from .augment import BatchLoader
 from .config import ConfigError, Option
 from .data import balanced_split, load_train_test, take_subset
-from .environment import require_working_nni_lock
+from .environment import import_nni_nas, require_working_nni_lock
 from .files import atomic_write_json
 from .training import autocast_dtype, log, lr_at, select_device
 
@@ -103,6 +103,8 @@ OPTIONS = {
     'channels_last': dataclasses.replace(_TRIAL['channels_last'], help='NHWC memory format on GPUs (ignored on CPU, '
                                          'where a bf16 dilated 5x5 convolution gave non-finite gradients)'),
     'threads': _TRIAL['threads'],
+    'cpu_ops': Option(True, 'on a CPU, run the supernet\'s 3x3 average pools and depthwise convolutions in faster '
+                            'forms of the same arithmetic (cifar_automl/cpu_ops.py); no effect on GPUs'),
     # run control
     'seed': _TRIAL['seed'],
     'preset': Option('', 'a named group of the settings above (see PRESETS in cifar_automl/darts_search.py and '
@@ -210,16 +212,6 @@ def search_loaders(cfg, device):
 
 # ============================================================ NNI, quietened
 
-def import_nni():
-    """NNI's import warns that some torch classes are "not a nn.Module": harmless noise."""
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        import nni.nas.evaluator.pytorch  # noqa: F401
-        import nni.nas.experiment  # noqa: F401
-        import nni.nas.hub.pytorch  # noqa: F401
-        import nni.nas.strategy  # noqa: F401
-
-
 def quiet_nni_and_lightning():
     """Keep the terminal for progress: NNI logs every exported node's sorted weights (lines of
     thousands of characters) at every export and warns about settings a one-shot search ignores;
@@ -265,8 +257,9 @@ class EpochStats:
         return self.loss_sum.item() / self.seen, 100 * self.correct.item() / self.seen
 
 
-def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
-    """NNI's Lightning classes are imported with NNI, so the subclasses are made here."""
+def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=False):
+    """NNI's Lightning classes are imported with NNI, so the subclasses are made here. `cpu_ops`:
+    swap the supernet's slow CPU ops once NNI's strategy has built it (cifar_automl/cpu_ops.py)."""
     from nni.nas.evaluator.pytorch import ClassificationModule
     from nni.nas.oneshot.pytorch.differentiable import (DartsLightningModule, GumbelDartsLightningModule,
                                                         LinearTemperatureScheduler)
@@ -338,11 +331,22 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
 
     clip = cfg.grad_clip or None
 
-    class DartsStrategy(DARTS):
+    class FastCpuOps:
+        """NNI's DARTS strategy builds each mixed op's candidates anew when it makes the supernet, so the
+        swap comes after."""
+
+        def mutate_model(self, model):
+            model = super().mutate_model(model)
+            if cpu_ops:
+                from .cpu_ops import speed_up
+                speed_up(model)
+            return model
+
+    class DartsStrategy(FastCpuOps, DARTS):
         def configure_oneshot_module(self, training_module):
             return DartsModule(training_module, gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
 
-    class GumbelDartsStrategy(GumbelDARTS):
+    class GumbelDartsStrategy(FastCpuOps, GumbelDARTS):
         def configure_oneshot_module(self, training_module):
             return GumbelDartsModule(training_module, LinearTemperatureScheduler(*GUMBEL_TEMPERATURE),
                                      gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
@@ -629,13 +633,14 @@ def run(cfg):
     if not cfg.resume:
         atomic_write_json(dataclasses.asdict(cfg) | {'output_dir': str(output_dir)}, output_dir / CONFIG_FILE)
 
-    import_nni()
+    import_nni_nas()
     quiet_nni_and_lightning()
     from nni.nas.evaluator.pytorch import Lightning, Trainer
     from nni.nas.experiment import NasExperiment
 
     space = SPACES[cfg.space]
-    search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device))
+    search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device),
+                                            cpu_ops=cfg.cpu_ops and device.type == 'cpu')
     trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu',
                       devices=[device.index or 0] if device.type == 'cuda' else 1,  # the GPU --device cuda:N names
                       precision=precision, callbacks=[make_monitor(cfg, space, output_dir)], logger=False,

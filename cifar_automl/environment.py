@@ -11,10 +11,13 @@ declares `filelock<3.12` and pip picks 3.11.0 for it, but an environment that al
 filelock (a GPU image's own torch brings one; NNI laid over it on PYTHONPATH) hangs. Reproduced with
 filelock 3.12.0 and 4.3.2 ahead of 3.11.0 on the path (docs/nni3-fixes.md).
 """
+import contextlib
 import importlib
+import io
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from .config import ArgumentParser, exit_status
@@ -43,6 +46,18 @@ def require_working_nni_lock():
         f'filelock {version or "of unknown version"} (imported from {where}) breaks NNI 3.0: from filelock 3.12 on, '
         f'the lock NNI takes on its experiment list never reports itself acquired, so nnictl and the DARTS search '
         f'would wait forever. Fix: {fix}; then check with python -m cifar_automl.environment (docs/nni3-fixes.md)')
+
+
+def import_nni_nas():
+    """Import NNI's NAS modules without their noise: NNI warns that some torch classes are "not a
+    nn.Module", and gym (which NNI's PolicyBasedRL imports through tianshou) prints to stderr that it
+    is unmaintained. Neither is the user's to fix."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter('ignore', RuntimeWarning)
+        import nni.nas.evaluator.pytorch  # noqa: F401
+        import nni.nas.experiment  # noqa: F401
+        import nni.nas.hub.pytorch  # noqa: F401
+        import nni.nas.strategy  # noqa: F401
 
 
 def version_tuple(version):

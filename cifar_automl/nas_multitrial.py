@@ -25,7 +25,6 @@ Written to --output_dir:
     nni/              NNI's experiment logs and checkpoints, one folder per run
 """
 import argparse
-import contextlib
 import csv
 import dataclasses
 import functools
@@ -35,13 +34,13 @@ import logging
 import math
 import time
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import config, space_nb201, tables
 from .config import ConfigError, Option
+from .environment import import_nni_nas
 from .files import atomic_write_json, atomic_write_text
 from .training import log
 
@@ -171,13 +170,7 @@ def strategies(cfg):
 # ============================================================ NNI: the space, the evaluator, the strategies
 
 def import_nni():
-    """NNI's import warns that torch classes are "not a nn.Module", and gym (which NNI's PolicyBasedRL
-    imports) prints that it is unmaintained: noise the user cannot act on."""
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter('ignore', RuntimeWarning)
-        import nni.nas.experiment  # noqa: F401
-        import nni.nas.hub.pytorch  # noqa: F401
-        import nni.nas.strategy  # noqa: F401
+    import_nni_nas()
     # NNI logs a line or two per trial (the sample, its metric, TPE's deduplication) and per checkpoint.
     logging.getLogger('nni').setLevel(logging.WARNING)
     # "`training_service` will be ignored for sequential execution engine", on every config copy.
@@ -361,7 +354,7 @@ def write_summary(results, specs, cfg, output_dir):
     writer = csv.writer(buffer, lineterminator='\n')
     writer.writerow(['dataset', 'strategy', 'settings', 'trials', 'mean', 'standard_error', 'random_exact',
                      'difference_in_se'])
-    lines = [f'# Multi-trial NAS on NAS-Bench-201: best-found validation accuracy (%)', '',
+    lines = ['# Multi-trial NAS on NAS-Bench-201: best-found validation accuracy (%)', '',
              f'Mean over {cfg.repetitions} repetitions (seeds {cfg.seed}..{cfg.seed + cfg.repetitions - 1}) '
              f'+- standard error, of the true accuracy (mean over the benchmark\'s seeds) of the incumbent: the '
              f'trial with the best observed accuracy. Random search (exact) is the expectation of the same quantity '
