@@ -1,0 +1,121 @@
+"""A tabular benchmark (cifar_automl/tables.py) as an NNI search space and trial: the trial looks
+its configuration up instead of training it, so an NNI experiment of 100 trials takes minutes.
+
+    python trial/table.py --table nb201/cifar10 --parameters '{"Op0": "nor_conv_3x3", ...}'
+
+Under NNI the parameters come from the tuner. The trial reports `default`, the value of one of the
+configuration's seeds (as a real training would give one run's value), and beside it `truth`, the
+mean over its seeds, and `regret`, how far that mean is from the table's best.
+
+Encoding. A parameter whose choices are text (an operation, an activation) is an NNI `choice`. A
+numeric grid (learning rates, widths, batch sizes) can be a `choice` too, which every NNI tuner
+treats as unordered categories, or, `ordinal`, its position in the grid as a `quniform` from -0.5
+to k-0.5 in steps of 1, so that tuners see 0 < 1 < 2 ... as ordered and every position is drawn
+with the same probability as a prior. Which one this repository uses is ENCODING below, chosen
+from the tuner benchmark (docs/tuners.md).
+"""
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+
+from . import tables
+from .config import ArgumentParser, ConfigError, exit_status
+
+ENCODINGS = ('ordinal', 'categorical')
+ENCODING = 'categorical'
+
+
+def is_ordinal(choices):
+    return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices) and len(choices) > 2
+
+
+def search_space(table, encoding=ENCODING):
+    """The NNI search space of a table, in the table's parameter order."""
+    if encoding not in ENCODINGS:
+        raise ConfigError(f'encoding {encoding!r}: expected one of {", ".join(ENCODINGS)}')
+    space = {}
+    for name, choices in table.space.items():
+        if encoding == 'ordinal' and is_ordinal(choices):
+            space[name] = {'_type': 'quniform', '_value': [-0.5, len(choices) - 0.5, 1]}
+        else:
+            space[name] = {'_type': 'choice', '_value': list(choices)}
+    return space
+
+
+def configuration(table, parameters, space):
+    """The table's configuration {parameter: value} for NNI `parameters` drawn from `space`
+    (search_space's answer). Raises ConfigError naming a parameter the space does not have."""
+    unknown = sorted(set(parameters) - set(table.space))
+    if unknown:
+        raise ConfigError(f'{table.name}: unknown parameter(s) {", ".join(unknown)}; the table has '
+                          f'{", ".join(table.space)}')
+    values = {}
+    for name, value in parameters.items():
+        choices = table.space[name]
+        if space[name]['_type'] == 'quniform':
+            # NNI rounds half to even and clips to [-0.5, k-0.5]: the ends belong to the first and last positions.
+            if not isinstance(value, (int, float)) or not -0.5 <= value <= len(choices) - 0.5:
+                raise ConfigError(f'{table.name}: parameter {name!r} is {value!r}; it takes a position '
+                                  f'0 to {len(choices) - 1} in {list(choices)}')
+            value = choices[min(max(math.floor(value + 0.5), 0), len(choices) - 1)]
+        values[name] = value
+    return values
+
+
+def evaluate(table, parameters, space, rng):
+    """What the trial reports for NNI `parameters`: {'default': one seed's value, 'truth': the mean
+    over seeds, 'regret': truth's distance to the table's best}."""
+    try:
+        row = table.index(configuration(table, parameters, space))
+    except tables.TableError as error:
+        raise ConfigError(str(error)) from None
+    truth = float(table.truth[row])
+    return {'default': table.observe_row(row, rng), 'truth': truth, 'regret': table.regret(truth)}
+
+
+def observation_rng(seed, parameter_id):
+    """The random generator that picks which of a configuration's seeds an evaluation returns:
+    fixed by the run's seed and the evaluation's parameter id, so that the in-process benchmark and
+    a real NNI experiment with the same tuner seed see the same values (docs/tuners.md)."""
+    return np.random.default_rng([seed, parameter_id])
+
+
+def build_parser():
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--table', required=True, help=f'one of {", ".join(tables.ALL_TABLES)}')
+    parser.add_argument('--encoding', default=ENCODING, choices=ENCODINGS,
+                        help=f'how the search space encodes numeric grids (default: {ENCODING})')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='with the trial\'s sequence number, picks which seed\'s value is returned (default: 0)')
+    parser.add_argument('--parameters', default='',
+                        help='the configuration as JSON, standalone; under NNI the tuner gives it')
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return exit_status(lambda: run(args))
+
+
+def run(args):
+    if args.table not in tables.ALL_TABLES:
+        raise ConfigError(f'--table {args.table!r}: expected one of {", ".join(tables.ALL_TABLES)}')
+    under_nni = bool(os.environ.get('NNI_PLATFORM'))
+    if under_nni:
+        import nni
+        parameters, sequence = nni.get_next_parameter(), nni.get_sequence_id()
+    else:
+        try:
+            parameters = json.loads(args.parameters or '{}')
+        except json.JSONDecodeError as error:
+            raise ConfigError(f'--parameters is not JSON: {error}') from None
+        sequence = 0
+    table = tables.load(args.table)
+    result = evaluate(table, parameters, search_space(table, args.encoding), observation_rng(args.seed, sequence))
+    print(json.dumps({'table': args.table, 'parameters': parameters, **result}), flush=True)
+    if under_nni:
+        nni.report_final_result(result)
+    return 0
