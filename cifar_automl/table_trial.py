@@ -1,9 +1,10 @@
 """A tabular benchmark (cifar_automl/tables.py) as an NNI search space and trial: the trial looks
 its configuration up instead of training it, so an NNI experiment of 100 trials takes minutes.
 
-    python trial/table.py --table nb201/cifar10 --parameters '{"Op0": "nor_conv_3x3", ...}'
+    python trial/table.py --table nb201/cifar10 --Op0 nor_conv_3x3 --Op1 ... --Op5 nor_conv_1x1
+    python trial/table.py --table hpolib/protein_structure --help     # a table's parameter flags
 
-Under NNI the parameters come from the tuner. The trial reports `default`, the value of one of the
+Under NNI the parameters come from the tuner (and override the flags). The trial reports `default`, the value of one of the
 configuration's seeds (as a real training would give one run's value), and beside it `truth`, the
 mean over its seeds, and `regret`, how far that mean is from the table's best.
 
@@ -83,38 +84,59 @@ def observation_rng(seed, parameter_id):
     return np.random.default_rng([seed, parameter_id])
 
 
-def build_parser():
+def build_parser(table=None, encoding=ENCODING):
+    """The trial's flags; with a table, a flag per parameter too, named as in the search space."""
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--table', required=True, help=f'one of {", ".join(tables.ALL_TABLES)}')
     parser.add_argument('--encoding', default=ENCODING, choices=ENCODINGS,
                         help=f'how the search space encodes numeric grids (default: {ENCODING})')
     parser.add_argument('--seed', type=int, default=0,
                         help='with the trial\'s sequence number, picks which seed\'s value is returned (default: 0)')
-    parser.add_argument('--parameters', default='',
-                        help='the configuration as JSON, standalone; under NNI the tuner gives it')
+    if table is not None:
+        for name, spec in search_space(table, encoding).items():
+            parser.add_argument(f'--{name}', help=f'position 0-{len(table.space[name]) - 1} in '
+                                f'{list(table.space[name])}' if spec['_type'] == 'quniform'
+                                else f'one of {spec["_value"]}')
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Under NNI the tuner's parameters override the parameter flags, as in trial/main.py."""
+    first = argparse.ArgumentParser(add_help=False)  # which table, to know its parameter flags
+    first.add_argument('--table')
+    first.add_argument('--encoding', default=ENCODING)
+    known, _ = first.parse_known_args(argv)
+    table = tables.load(known.table) if known.table in tables.ALL_TABLES else None
+    args = build_parser(table, known.encoding if known.encoding in ENCODINGS else ENCODING).parse_args(argv)
     return exit_status(lambda: run(args))
+
+
+def flag_parameters(table, space, args):
+    """The parameters given as flags, as a tuner would give them (numbers as numbers)."""
+    parameters = {}
+    for name, spec in space.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        numeric = spec['_type'] == 'quniform' or all(isinstance(c, (int, float)) for c in spec['_value'])
+        try:
+            parameters[name] = float(text) if numeric else text
+        except ValueError:
+            raise ConfigError(f'--{name} {text!r}: expected a number') from None
+    return parameters
 
 
 def run(args):
     if args.table not in tables.ALL_TABLES:
         raise ConfigError(f'--table {args.table!r}: expected one of {", ".join(tables.ALL_TABLES)}')
+    table = tables.load(args.table)
+    space = search_space(table, args.encoding)
+    parameters, sequence = flag_parameters(table, space, args), 0
     under_nni = bool(os.environ.get('NNI_PLATFORM'))
     if under_nni:
         import nni
-        parameters, sequence = nni.get_next_parameter(), nni.get_sequence_id()
-    else:
-        try:
-            parameters = json.loads(args.parameters or '{}')
-        except json.JSONDecodeError as error:
-            raise ConfigError(f'--parameters is not JSON: {error}') from None
-        sequence = 0
-    table = tables.load(args.table)
-    result = evaluate(table, parameters, search_space(table, args.encoding), observation_rng(args.seed, sequence))
+        parameters, sequence = {**parameters, **nni.get_next_parameter()}, nni.get_sequence_id()
+    result = evaluate(table, parameters, space, observation_rng(args.seed, sequence))
     print(json.dumps({'table': args.table, 'parameters': parameters, **result}), flush=True)
     if under_nni:
         nni.report_final_result(result)

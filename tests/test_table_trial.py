@@ -29,9 +29,14 @@ def test_under_nni_the_trial_reports_one_seeds_value_with_the_truth_and_regret(t
     assert final['truth'] == pytest.approx(91.61, abs=0.005) and final['regret'] == 0
 
 
-def test_standalone_the_trial_prints_the_lookup():
+def flags(parameters):
+    return [arg for name, value in parameters.items() for arg in (f'--{name}', str(value))]
+
+
+def test_standalone_the_trial_takes_the_parameters_as_flags_and_prints_the_lookup():
+    """The flags are the search space's names, so `report`'s "run it again" command runs."""
     cell = {**BEST_CIFAR10_CELL, 'Op5': 'none'}
-    result = run_table_trial(['--table', 'nb201/cifar10', '--parameters', json.dumps(cell)])
+    result = run_table_trial(['--table', 'nb201/cifar10'] + flags(cell))
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     table = tables.load('nb201/cifar10')
@@ -40,12 +45,13 @@ def test_standalone_the_trial_prints_the_lookup():
 
 
 def test_a_value_outside_the_table_stops_the_trial_with_its_name():
-    result = run_table_trial(['--table', 'nb201/cifar10', '--parameters', json.dumps({**BEST_CIFAR10_CELL,
-                                                                                      'Op2': 'conv_5x5'})])
+    result = run_table_trial(['--table', 'nb201/cifar10'] + flags({**BEST_CIFAR10_CELL, 'Op2': 'conv_5x5'}))
     assert result.returncode == 2
     assert "error: nb201/cifar10: parameter 'Op2' is 'conv_5x5'; it takes" in result.stderr
     result = run_table_trial(['--table', 'nb201/mnist'])
     assert result.returncode == 2 and "--table 'nb201/mnist'" in result.stderr
+    result = run_table_trial(['--table', 'hpolib/protein_structure', '--init_lr', 'fast'])
+    assert result.returncode == 2 and "--init_lr 'fast': expected a number" in result.stderr
 
 
 def test_the_same_seed_and_trial_number_return_the_same_seed_of_a_configuration():
