@@ -347,8 +347,8 @@ def atomic_write_text(text, path):
 
 def plot_family(results, mode, family, path):
     """One subplot per table of `family`: each tuner's mean regret with a band of one standard
-    error, and random search's exact expectation (black, dashed). Log scale; a mean regret of 0
-    is drawn at the bottom edge, half the table's smallest nonzero regret."""
+    error, and random search's exact expectation (black, dashed). Log scale, its bottom half the
+    smallest nonzero mean drawn; a mean regret of 0 (every seed found the best) is drawn there."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -356,22 +356,26 @@ def plot_family(results, mode, family, path):
     names = [name for name in names if name.startswith(family + '/')]
     columns = min(len(names), 4)
     rows = -(-len(names) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows + 0.6), squeeze=False)
+    height = 3.4 * rows + 1.0
+    fig, axes = plt.subplots(rows, columns, figsize=(max(4.2 * columns, 10), height), squeeze=False)
     colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
     for ax, name in zip(axes.flat, names):
         table = tables.load(name)
-        gaps = np.abs(np.unique(table.truth) - table.best)
-        floor = gaps[gaps > 0].min() / 2
         n = results[mode, tuners[0], name].shape[1]
         x = np.arange(1, n + 1)
-        ax.plot(x, np.maximum(random_search_curve(name, n), floor), 'k--', lw=1.5, label='random search (exact)')
-        for color, tuner in zip(colors, tuners):
+        curves = {'random search (exact)': (random_search_curve(name, n), np.zeros(n))}
+        for tuner in tuners:
             regrets = results[mode, tuner, name]
-            mean = regrets.mean(0)
             error = regrets.std(0, ddof=1) / np.sqrt(len(regrets)) if len(regrets) > 1 else np.zeros(n)
-            ax.plot(x, np.maximum(mean, floor), color=color, lw=1.2, label=tuner)
-            ax.fill_between(x, np.maximum(mean - error, floor), np.maximum(mean + error, floor), color=color,
-                            alpha=0.15, lw=0)
+            curves[tuner] = (regrets.mean(0), error)
+        drawn = np.concatenate([mean for mean, _ in curves.values()])
+        floor = drawn[drawn > 0].min() / 2 if (drawn > 0).any() else 1e-9
+        for (label, (mean, error)), color in zip(curves.items(), ['k'] + colors):
+            ax.plot(x, np.maximum(mean, floor), color=color, lw=1.5 if color == 'k' else 1.2,
+                    ls='--' if color == 'k' else '-', label=label)
+            if error.any():
+                ax.fill_between(x, np.maximum(mean - error, floor), np.maximum(mean + error, floor), color=color,
+                                alpha=0.15, lw=0)
         ax.set_yscale('log')
         ax.set_ylim(bottom=floor * 0.9)
         ax.set_title(f'{name} ({table.metric}, {"max" if table.maximize else "min"})', fontsize=10)
@@ -384,16 +388,17 @@ def plot_family(results, mode, family, path):
     fig.suptitle(f'{family}, {mode} (trialConcurrency {MODES[mode]}): mean regret of the incumbent over '
                  f'{seeds} seeds ± 1 standard error', fontsize=11)
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc='lower center', ncol=min(len(labels), 8), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.07 if rows == 1 else 0.04, 1, 1))
+    fig.legend(handles, labels, loc='lower center', ncol=-(-len(labels) // 2), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.75 / height, 1, 1))  # the legend's two rows below the plots
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def write_outputs(results, out, made):
-    """Everything under `out`: runs.csv, regret.csv, ranks.md/.csv, one PNG per family and mode.
-    `made` (how they were made) heads ranks.md."""
+    """Everything under `out`: runs.csv, regret.csv, ranks.md/.csv, one PNG per family and mode,
+    and command.txt: `made`, how the runs were made, which also heads ranks.md."""
     out = Path(out)
+    atomic_write_text(made + '\n', out / 'command.txt')
     modes, tuners, names = keys_of(results)
     evaluations = next(iter(results.values())).shape[1]
     write_runs(results, out / 'runs.csv')
@@ -472,17 +477,19 @@ def main(argv=None):
 def run(args, argv):
     command = ' '.join(['python bench/tuners.py'] + [shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv)])
     if args.replot:
-        results = {}
+        results, made = {}, []
         for folder in args.replot:
             runs = Path(folder) / 'runs.csv'
             if not runs.is_file():
                 raise ConfigError(f'--replot {folder}: no runs.csv there')
+            if (Path(folder) / 'command.txt').is_file():
+                made.append(re.sub(r'^Redrawn by `[^`]*`\. ', '', (Path(folder) / 'command.txt').read_text().strip()))
             for key, regrets in read_runs(runs).items():
                 if key in results:
                     raise ConfigError(f'--replot {folder}: {" ".join(key)} is in an earlier folder too')
                 if key[0] in args.modes:
                     results[key] = regrets
-        print(f'wrote {write_outputs(results, args.out, f"Made by `{command}` from the runs of an earlier command.")}')
+        print(f'wrote {write_outputs(results, args.out, " ".join([f"Redrawn by `{command}`."] + made))}')
         return 0
     quiet_nni()
     names = check(args)
