@@ -259,32 +259,40 @@ def keys_of(results, mode=None):
 
 
 def ranks_table(results):
-    """The markdown of ranks.md and the rows of ranks.csv."""
+    """The markdown of ranks.md and the rows of ranks.csv: average ranks over all tables at each
+    budget, and over each family's tables at KEY_BUDGET."""
     modes, _, names = keys_of(results)
     evaluations = next(iter(results.values())).shape[1]
     repetitions = next(iter(results.values())).shape[0]
+    middle = min(KEY_BUDGET, evaluations)
+    families = {family: [name for name in names if name.startswith(family + '/')] for family in tables.FAMILIES}
+    families = {family: found for family, found in families.items() if found}
     lines, rows = [], []
     for mode in modes:
         _, tuners, _ = keys_of(results, mode)
         at = {b: average_ranks(results, mode, tuners, names, b) for b in budgets(evaluations)}
-        middle = min(KEY_BUDGET, evaluations)
+        by_family = {family: average_ranks(results, mode, tuners, found, middle) for family, found in families.items()}
         means = mean_regrets(results, middle)
         below = {tuner: sum(means[mode, tuner, name] < random_search_curve(name, evaluations)[middle - 1]
                             for name in names) for tuner in tuners}
         lines += [f'### {mode} (trialConcurrency {MODES[mode]})', '',
-                  '| tuner | ' + ' | '.join(f'rank at {b}' for b in at) +
+                  '| tuner | ' + ' | '.join(f'rank at {b}' for b in at) + ' | ' +
+                  ' | '.join(f'{family} ({len(found)}) at {middle}' for family, found in families.items()) +
                   f' | tables below random search at {middle} |',
-                  '|---|' + '---|' * len(at) + '---|']
+                  '|---|' + '---|' * (len(at) + len(families)) + '---|']
         for tuner in sorted(tuners, key=lambda t: at[middle][t]):
-            lines.append(f'| {tuner} | ' + ' | '.join(f'{at[b][tuner]:.2f}' for b in at) +
+            lines.append(f'| {tuner} | ' + ' | '.join(f'{at[b][tuner]:.2f}' for b in at) + ' | ' +
+                         ' | '.join(f'{by_family[family][tuner]:.2f}' for family in families) +
                          f' | {below[tuner]}/{len(names)} |')
-            rows += [{'mode': mode, 'tuner': tuner, 'evaluations': b, 'average_rank': round(at[b][tuner], 3)}
-                     for b in at]
+            rows += [{'mode': mode, 'tuner': tuner, 'tables': 'all', 'evaluations': b,
+                      'average_rank': round(at[b][tuner], 3)} for b in at]
+            rows += [{'mode': mode, 'tuner': tuner, 'tables': family, 'evaluations': middle,
+                      'average_rank': round(by_family[family][tuner], 3)} for family in families]
         lines.append('')
     header = [f'Average rank over {len(names)} tables ({repetitions} seeds each): on each table the tuners are '
-              'ranked by their mean regret over seeds (1 the best, ties share), and the ranks averaged. "Below '
-              'random search": tables on which the tuner\'s mean regret is lower than random search\'s exact '
-              'expectation at that budget.', '']
+              'ranked by their mean regret over seeds (1 the best, ties share), and the ranks averaged, over all '
+              'tables and over each family\'s. "Below random search": tables on which the tuner\'s mean regret '
+              'is lower than random search\'s exact expectation at that budget.', '']
     return '\n'.join(header + lines), rows
 
 

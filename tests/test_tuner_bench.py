@@ -122,3 +122,19 @@ def test_the_committed_results_hold_what_the_docs_say():
     assert modes == list(tuner_bench.MODES) and tuners == list(tuner_bench.TUNERS)
     assert names == list(tables.ALL_TABLES)
     assert all(regrets.shape == (20, 200) for regrets in runs.values())
+
+
+def test_the_committed_nnictl_experiment_is_the_benchmarks_run():
+    """docs/results/tuners/nnictl_tabular_nb201: `nnictl create --config nni_configs/tabular_nb201.yml`,
+    100 trials (report's trials.csv). Its best-so-far regret, trial by trial, is the benchmark's
+    OptunaTPE run with seed 0 on nb201/cifar10."""
+    with open(REPO / 'docs/results/tuners/nnictl_tabular_nb201/trials.csv', newline='') as f:
+        trials = sorted(csv.DictReader(f), key=lambda row: int(row['trial']))
+    best, curve = None, []
+    for row in trials:
+        if best is None or float(row['default']) > float(best['default']):
+            best = row
+        curve.append(float(best['regret']))
+    runs = tuner_bench.read_runs(REPO / 'docs/results/tuners/runs.csv')
+    assert len(curve) == 100
+    np.testing.assert_allclose(curve, runs['sequential', 'OptunaTPE', 'nb201/cifar10'][0, :100], rtol=1e-8)
