@@ -403,13 +403,12 @@ def plot_family(results, mode, family, path):
 
 
 def write_outputs(results, out, made):
-    """Everything under `out`: runs.csv, regret.csv, ranks.md/.csv, one PNG per family and mode,
+    """Everything under `out` but runs.csv: regret.csv, ranks.md/.csv, one PNG per family and mode,
     and command.txt: `made`, how the runs were made, which also heads ranks.md."""
     out = Path(out)
     atomic_write_text(made + '\n', out / 'command.txt')
     modes, tuners, names = keys_of(results)
     evaluations = next(iter(results.values())).shape[1]
-    write_runs(results, out / 'runs.csv')
     write_csv(summary_rows(results), out / 'regret.csv')
     markdown, rank_rows = ranks_table(results)
     write_csv(rank_rows, out / 'ranks.csv')
@@ -445,7 +444,7 @@ def build_parser():
     parser.add_argument('--out', default='docs/results/tuners', help='where the results go (default: %(default)s)')
     parser.add_argument('--replot', nargs='+', default=[], metavar='DIR',
                         help='redraw the figures and tables of DIR/runs.csv (of several, merged) into --out; '
-                             'nothing is run')
+                             'nothing is run, and the runs stay where they are')
     return parser
 
 
@@ -506,6 +505,7 @@ def run(args, argv):
           f'seeds of {args.evaluations} evaluations, {args.workers} worker(s); load average {load:.1f}', flush=True)
     results = run_benchmark(args.modes, args.tuners, names, range(args.repetitions), args.evaluations, args.workers,
                             log=lambda line: print(line, flush=True))
+    write_runs(results, Path(args.out) / 'runs.csv')
     minutes = (time.monotonic() - start) / 60
     path = write_outputs(results, args.out, f'Made by `{command}` in {minutes:.1f} minutes with {args.workers} '
                                             f'worker process(es) on {os.cpu_count()} CPU cores, load average '

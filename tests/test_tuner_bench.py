@@ -98,6 +98,7 @@ def test_a_small_benchmark_writes_its_files_and_replots_from_them(tmp_path, caps
     np.testing.assert_allclose(runs['batch4', 'TPE', 'hpobench/kc1'][1], again, rtol=1e-8)  # the CSV holds the run
     assert tuner_bench.main(['--replot', str(out), '--out', str(tmp_path / 'again')]) == 0
     assert (tmp_path / 'again' / 'ranks.csv').read_text() == (out / 'ranks.csv').read_text()
+    assert not (tmp_path / 'again' / 'runs.csv').exists()  # the runs stay where they were made
 
 
 @pytest.mark.parametrize('argv, message', [
