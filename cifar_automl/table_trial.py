@@ -4,9 +4,10 @@ its configuration up instead of training it, so an NNI experiment of 100 trials 
     python trial/table.py --table nb201/cifar10 --Op0 nor_conv_3x3 --Op1 ... --Op5 nor_conv_1x1
     python trial/table.py --table hpolib/protein_structure --help     # a table's parameter flags
 
-Under NNI the parameters come from the tuner (and override the flags). The trial reports `default`, the value of one of the
-configuration's seeds (as a real training would give one run's value), and beside it `truth`, the
-mean over its seeds, and `regret`, how far that mean is from the table's best.
+Under NNI the parameters come from the tuner (and override the flags). The trial reports
+`default`, the value of one of the configuration's seeds (as a real training would give one run's
+value), and beside it `truth`, the mean over its seeds, and `regret`, how far that mean is from
+the table's best.
 
 Encoding. A parameter whose choices are text (an operation, an activation) is an NNI `choice`. A
 numeric grid (learning rates, widths, batch sizes) can be a `choice` too, which every NNI tuner
@@ -26,6 +27,8 @@ from . import tables
 from .config import ArgumentParser, ConfigError, exit_status
 
 ENCODINGS = ('ordinal', 'categorical')
+# One space for every tuner, as a user writes a grid; it ranked better than ordinal for Optuna's TPE
+# and Anneal at 100 evaluations, worse for NNI's TPE (docs/tuners.md, "Encoding and settings").
 ENCODING = 'categorical'
 
 
@@ -111,7 +114,7 @@ def main(argv=None):
     return exit_status(lambda: run(args))
 
 
-def flag_parameters(table, space, args):
+def flag_parameters(space, args):
     """The parameters given as flags, as a tuner would give them (numbers as numbers)."""
     parameters = {}
     for name, spec in space.items():
@@ -131,10 +134,11 @@ def run(args):
         raise ConfigError(f'--table {args.table!r}: expected one of {", ".join(tables.ALL_TABLES)}')
     table = tables.load(args.table)
     space = search_space(table, args.encoding)
-    parameters, sequence = flag_parameters(table, space, args), 0
+    parameters, sequence = flag_parameters(space, args), 0
     under_nni = bool(os.environ.get('NNI_PLATFORM'))
     if under_nni:
         import nni
+        # The trial's sequence number is the dispatcher's parameter id when trials start one at a time.
         parameters, sequence = {**parameters, **nni.get_next_parameter()}, nni.get_sequence_id()
     result = evaluate(table, parameters, space, observation_rng(args.seed, sequence))
     print(json.dumps({'table': args.table, 'parameters': parameters, **result}), flush=True)

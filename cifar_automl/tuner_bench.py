@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 TUNERS = {
     'TPE': {'name': 'TPE'},
     'TPE_fixed': {'codeDirectory': str(REPO), 'className': 'cifar_automl.nni_tuners.TPE'},  # duplicates drawn at random
-    'TPE_legacy': {'name': 'TPE_legacy'},  # hyperopt 0.1.2's TPE, NNI's before 2.7
+    'TPE_legacy': {'name': 'TPE_legacy'},  # hyperopt 0.1.2's TPE, which NNI's own TPE replaced
     'Random': {'name': 'Random'},
     'Anneal': {'name': 'Anneal'},
     # NNI's default population is 32; 10 ranked best at 100 evaluations of 10, 20, 32, 50 (docs/tuners.md).
@@ -264,29 +264,30 @@ def ranks_table(results):
     modes, _, names = keys_of(results)
     evaluations = next(iter(results.values())).shape[1]
     repetitions = next(iter(results.values())).shape[0]
-    middle = min(KEY_BUDGET, evaluations)
+    key_budget = min(KEY_BUDGET, evaluations)
     families = {family: [name for name in names if name.startswith(family + '/')] for family in tables.FAMILIES}
     families = {family: found for family, found in families.items() if found}
     lines, rows = [], []
     for mode in modes:
         _, tuners, _ = keys_of(results, mode)
         at = {b: average_ranks(results, mode, tuners, names, b) for b in budgets(evaluations)}
-        by_family = {family: average_ranks(results, mode, tuners, found, middle) for family, found in families.items()}
-        means = mean_regrets(results, middle)
-        below = {tuner: sum(means[mode, tuner, name] < random_search_curve(name, evaluations)[middle - 1]
+        by_family = {family: average_ranks(results, mode, tuners, found, key_budget)
+                     for family, found in families.items()}
+        means = mean_regrets(results, key_budget)
+        below = {tuner: sum(means[mode, tuner, name] < random_search_curve(name, evaluations)[key_budget - 1]
                             for name in names) for tuner in tuners}
         lines += [f'### {mode} (trialConcurrency {MODES[mode]})', '',
                   '| tuner | ' + ' | '.join(f'rank at {b}' for b in at) + ' | ' +
-                  ' | '.join(f'{family} ({len(found)}) at {middle}' for family, found in families.items()) +
-                  f' | tables below random search at {middle} |',
+                  ' | '.join(f'{family} ({len(found)}) at {key_budget}' for family, found in families.items()) +
+                  f' | tables below random search at {key_budget} |',
                   '|---|' + '---|' * (len(at) + len(families)) + '---|']
-        for tuner in sorted(tuners, key=lambda t: at[middle][t]):
+        for tuner in sorted(tuners, key=lambda t: at[key_budget][t]):
             lines.append(f'| {tuner} | ' + ' | '.join(f'{at[b][tuner]:.2f}' for b in at) + ' | ' +
                          ' | '.join(f'{by_family[family][tuner]:.2f}' for family in families) +
                          f' | {below[tuner]}/{len(names)} |')
             rows += [{'mode': mode, 'tuner': tuner, 'tables': 'all', 'evaluations': b,
                       'average_rank': round(at[b][tuner], 3)} for b in at]
-            rows += [{'mode': mode, 'tuner': tuner, 'tables': family, 'evaluations': middle,
+            rows += [{'mode': mode, 'tuner': tuner, 'tables': family, 'evaluations': key_budget,
                       'average_rank': round(by_family[family][tuner], 3)} for family in families]
         lines.append('')
     header = [f'Average rank over {len(names)} tables ({repetitions} seeds each): on each table the tuners are '
@@ -364,9 +365,13 @@ def plot_family(results, mode, family, path):
     names = [name for name in names if name.startswith(family + '/')]
     columns = min(len(names), 4)
     rows = -(-len(names) // columns)
-    height = 3.4 * rows + 1.0
-    fig, axes = plt.subplots(rows, columns, figsize=(max(4.2 * columns, 10), height), squeeze=False)
-    colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    width = max(4.2 * columns, 10)
+    labels = ['random search (exact)'] + tuners
+    legend_columns = max(1, min(len(labels), int(width // (0.6 + 0.075 * max(map(len, labels))))))
+    legend_rows = -(-len(labels) // legend_columns)
+    height = 3.4 * rows + 0.6 + 0.22 * legend_rows
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    colors = [plt.get_cmap('tab10' if len(tuners) <= 10 else 'tab20')(i % 20) for i in range(len(tuners))]
     for ax, name in zip(axes.flat, names):
         table = tables.load(name)
         n = results[mode, tuners[0], name].shape[1]
@@ -395,9 +400,9 @@ def plot_family(results, mode, family, path):
     seeds = next(iter(results.values())).shape[0]
     fig.suptitle(f'{family}, {mode} (trialConcurrency {MODES[mode]}): mean regret of the incumbent over '
                  f'{seeds} seeds ± 1 standard error', fontsize=11)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc='lower center', ncol=-(-len(labels) // 2), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.75 / height, 1, 1))  # the legend's two rows below the plots
+    handles, _ = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc='lower center', ncol=legend_columns, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, (0.3 + 0.22 * legend_rows) / height, 1, 1))  # the legend below the plots
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -412,7 +417,7 @@ def write_outputs(results, out, made):
     write_csv(summary_rows(results), out / 'regret.csv')
     markdown, rank_rows = ranks_table(results)
     write_csv(rank_rows, out / 'ranks.csv')
-    middle = min(KEY_BUDGET, evaluations)
+    key_budget = min(KEY_BUDGET, evaluations)
     figures = []
     for mode in modes:
         for family in tables.FAMILIES:
@@ -420,8 +425,8 @@ def write_outputs(results, out, made):
                 path = out / f'regret_{mode}_{family}.png'
                 plot_family(results, mode, family, path)
                 figures.append(f'![{family}, {mode}]({path.name})')
-    regrets = [regret_table(results, mode, middle) for mode in modes]
-    atomic_write_text('\n'.join([f'# Tuners on tabular benchmarks', '', made, '', markdown,
+    regrets = [regret_table(results, mode, key_budget) for mode in modes]
+    atomic_write_text('\n'.join(['# Tuners on tabular benchmarks', '', made, '', markdown,
                                  *regrets, *figures]) + '\n', out / 'ranks.md')
     return out / 'ranks.md'
 
@@ -482,7 +487,8 @@ def main(argv=None):
 
 
 def run(args, argv):
-    command = ' '.join(['python bench/tuners.py'] + [shlex.quote(arg) for arg in (sys.argv[1:] if argv is None else argv)])
+    given = sys.argv[1:] if argv is None else argv
+    command = ' '.join(['python bench/tuners.py'] + [shlex.quote(arg) for arg in given])
     if args.replot:
         results, made = {}, []
         for folder in args.replot:

@@ -57,7 +57,8 @@ class Recording(OptunaTPE):
 
 def test_batch_mode_keeps_four_trials_out_as_nni_does_with_trial_concurrency_4():
     Recording.calls.clear()
-    tuner_bench.run_tuner(tables.load('hpobench/car'), {'codeDirectory': str(REPO / 'tests'), 'className': 'test_tuner_bench.Recording'}, 0, 8, 4)
+    section = {'codeDirectory': str(REPO / 'tests'), 'className': 'test_tuner_bench.Recording'}
+    tuner_bench.run_tuner(tables.load('hpobench/car'), section, 0, 8, 4)
     assert Recording.calls[:6] == [('propose', 0, 0), ('propose', 1, 1), ('propose', 2, 2), ('propose', 3, 3),
                                    ('result', 0, 4), ('propose', 4, 3)]  # one more as each ends, three still out
     assert [call[1] for call in Recording.calls if call[0] == 'result'] == list(range(8))  # oldest first
