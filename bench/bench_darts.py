@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cifar_automl import darts_search  # noqa: E402
-from cifar_automl.config import ArgumentParser  # noqa: E402
+from cifar_automl.config import ArgumentParser, exit_status  # noqa: E402
+from cifar_automl.environment import require_working_nni_lock  # noqa: E402
 
 
 def resident_mb():
@@ -181,6 +182,9 @@ def main():
     parser.add_argument('--repeats', type=int, default=2, help='runs of each variant, alternating')
     parser.add_argument('--variant', choices=('plain', 'nni'), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    refused = exit_status(require_working_nni_lock)  # the nni variant's NasExperiment.run() takes NNI's lock
+    if refused:
+        return refused
     if args.variant:
         return child(args)
     # Alternating runs (plain, nni, nni, plain, ...) so that a load change on a shared machine
@@ -208,4 +212,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

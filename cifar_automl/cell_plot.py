@@ -51,30 +51,51 @@ def arc(x0, x1, height, points=40):
     return np.column_stack([x0 + (x1 - x0) * (1 - np.cos(t)) / 2, height * np.sin(t)])
 
 
-def draw_arc(ax, x0, x1, height, colour):
+def draw_arc(ax, x0, x1, height, colour, linestyle='-'):
     arrow = FancyArrowPatch(path=Path(arc(x0, x1, height)), arrowstyle='-|>', mutation_scale=11,
-                            shrinkA=12, shrinkB=12, color=colour, linewidth=1.1, zorder=1)
+                            shrinkA=12, shrinkB=12, color=colour, linewidth=1.1, linestyle=linestyle, zorder=1)
     ax.add_patch(arrow)
 
 
-def draw_cell(ax, arch, cell, title):
-    for source, target, op in cell_edges(arch, cell):
-        x0, x1 = POSITIONS[source], POSITIONS[target]
+def draw_dag(ax, edges, positions, labels, title, skip_op=None, input_nodes=(0,), output_node=None, bottom=-0.4):
+    """A cell's graph: `edges` [(source, target, op)] as arcs over the nodes, which sit on one line at
+    `positions` {node: x} with `labels` {node: text}. An edge whose op is `skip_op` (the zero op of a
+    space that can choose it) is drawn grey and dashed: it carries nothing. `bottom`: the lowest y shown."""
+    output_node = max(positions, key=positions.get) if output_node is None else output_node
+    for source, target, op in edges:
+        x0, x1 = positions[source], positions[target]
         height = ARC_HEIGHT * (x1 - x0)
-        draw_arc(ax, x0, x1, height, 'black')
+        zero = op == skip_op
+        draw_arc(ax, x0, x1, height, '#aaaaaa' if zero else 'black', '--' if zero else '-')
         ax.text((x0 + x1) / 2, height, op, ha='center', va='center', fontsize=8, zorder=2,
+                color='#888888' if zero else 'black',
                 bbox=dict(boxstyle='round,pad=0.15', facecolor='white', edgecolor='none'))
+    for node, x in positions.items():
+        colour = INPUT_COLOUR if node in input_nodes else OUTPUT_COLOUR if node == output_node else NODE_COLOUR
+        ax.text(x, 0, labels[node], ha='center', va='center', fontsize=11, zorder=3,
+                bbox=dict(boxstyle='round,pad=0.4', facecolor=colour, edgecolor='black'))
+    ax.set_title(title, fontsize=12)
+    span = max(positions.values()) - min(positions.values())
+    ax.set_xlim(min(positions.values()) - 0.6, max(positions.values()) + 0.6)
+    ax.set_ylim(bottom, ARC_HEIGHT * span + 0.4)
+    ax.axis('off')
+
+
+def draw_cell(ax, arch, cell, title):
     for node in NODES:  # the output concatenates every node
         x0 = POSITIONS[node]
         draw_arc(ax, x0, POSITIONS['out'], -CONCAT_DEPTH * (POSITIONS['out'] - x0), '#999999')
-    for node, x in POSITIONS.items():
-        colour = INPUT_COLOUR if node in (0, 1) else OUTPUT_COLOUR if node == 'out' else NODE_COLOUR
-        ax.text(x, 0, node_label(node), ha='center', va='center', fontsize=11, zorder=3,
-                bbox=dict(boxstyle='round,pad=0.4', facecolor=colour, edgecolor='black'))
-    ax.set_title(title, fontsize=12)
-    ax.set_xlim(-0.6, POSITIONS['out'] + 0.6)
-    ax.set_ylim(-CONCAT_DEPTH * (POSITIONS['out'] - POSITIONS[2]) - 0.3, ARC_HEIGHT * POSITIONS[5] + 0.4)
-    ax.axis('off')
+    draw_dag(ax, cell_edges(arch, cell), POSITIONS, {node: node_label(node) for node in POSITIONS}, title,
+             input_nodes=(0, 1), output_node='out', bottom=-CONCAT_DEPTH * (POSITIONS['out'] - POSITIONS[2]) - 0.3)
+
+
+def save_figure(fig, path, dpi=90):
+    """Written beside the target and renamed over it, so that a viewer never opens half a PNG."""
+    fig.tight_layout()
+    partial = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.partial')
+    fig.savefig(partial, dpi=dpi, format='png')
+    plt.close(fig)
+    os.replace(partial, path)
 
 
 def plot_cells(arch, path, title=''):
@@ -84,9 +105,4 @@ def plot_cells(arch, path, title=''):
         draw_cell(ax, arch, cell, f'{cell} cell')
     if title:
         fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
-    # Written beside the target and renamed over it, so that a viewer never opens half a PNG.
-    partial = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.partial')
-    fig.savefig(partial, dpi=90, format='png')
-    plt.close(fig)
-    os.replace(partial, path)
+    save_figure(fig, path)

@@ -1,17 +1,20 @@
 """DARTS cell search (Liu et al. 2019, "DARTS: Differentiable Architecture Search",
 https://arxiv.org/abs/1806.09055) with NNI 3.0: `python nas/search_darts.py`.
 
-NNI does the search: its DARTS space (`nni.nas.hub.pytorch.DARTS`), its one-shot strategies
-(`nni.nas.strategy.DARTS`, first order, or `GumbelDARTS`), its Lightning evaluator and
-`nni.nas.experiment.NasExperiment`. This module adds what a day-long search needs: the
-paper's hyperparameters as flags, the training images on the device split 1:1 between the
-weights and the architecture, the architecture exported, drawn and checkpointed every epoch,
-progress on the terminal, TensorBoard scalars, and `--resume`.
+NNI does the search: its spaces (`--space darts`, the DARTS paper's, or `--space nb201`,
+NAS-Bench-201's), its one-shot strategies (`nni.nas.strategy.DARTS`, first order, or `GumbelDARTS`),
+its Lightning evaluator and `nni.nas.experiment.NasExperiment`. This module is the one search loop
+over either space (space_darts.py, space_nb201.py): the paper's hyperparameters as flags, the
+training images on the device split 1:1 between the weights and the architecture, the architecture
+exported, drawn, diagnosed (search_diagnostics.py) and checkpointed every epoch, progress on the
+terminal, TensorBoard scalars, and `--resume`.
 
 Every epoch N (from 0) writes to --output_dir:
     epoch_N.json        the architecture, NNI's exported dict (what retrain/retrain.py --arch reads)
-    epoch_N.png         its normal and reduction cells
+    epoch_N.png         its cells
     epoch_N_probs.json  the softmax of every edge's architecture weights
+    search.csv          a row per epoch: losses, the diagnostics, skip counts and, for nb201, the
+                        cell's NAS-Bench-201 accuracy and rank on each of its three datasets
     skip_counts.json    skip_connect edges of every epoch's cell, before and after --max_skip
     checkpoint.ckpt     supernet, architecture weights, both optimizers, schedule, epoch (--resume)
 and at the end final.json and final.png: the last epoch's cell, or with --skip_patience the cell of
@@ -21,7 +24,9 @@ Skip-connection collapse (DARTS's known failure: parameter-free skip_connect edg
 convolutions as the search goes on) is reported every epoch, capped at export with --max_skip
 (P-DARTS, Chen et al. 2019) and stopped early with --skip_patience (after DARTS+, Liang et al. 2019).
 """
+import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -32,10 +37,11 @@ from pathlib import Path
 
 import torch
 
-from . import config
+from . import config, search_diagnostics, space_darts, space_nb201, tables
 from .augment import BatchLoader
 from .config import ConfigError, Option
 from .data import balanced_split, load_train_test, take_subset
+from .environment import import_nni_nas, require_working_nni_lock
 from .files import atomic_write_json
 from .training import autocast_dtype, log, lr_at, select_device
 
@@ -48,8 +54,14 @@ OPTIONS = {
     'data_dir': _TRIAL['data_dir'],
     'subset': Option(0, 'use only this many training images (0: all, 50000 for cifar10), split 1:1 between '
                         'the weights and the architecture', low=0),
-    'width': Option(16, 'channels of the first cells (doubled at each reduction cell)', low=1, high=1024),
-    'num_cells': Option(8, 'cells of the supernet; reduction cells at 1/3 and 2/3 of the depth', low=3, high=100),
+    'space': Option('darts', 'search space: darts (the DARTS paper\'s normal and reduction cell) or nb201 '
+                             '(NAS-Bench-201\'s cell, each exported cell looked up in its table)',
+                    choices=('darts', 'nb201')),
+    'width': Option(16, 'channels of the first cells (doubled at each reduction)', low=1, high=1024),
+    'num_cells': Option(8, 'darts space: cells of the supernet; reduction cells at 1/3 and 2/3 of the depth',
+                        low=3, high=100),
+    'stage_cells': Option(5, 'nb201 space: cells in each of the supernet\'s 3 stages (5 in the benchmark\'s '
+                             'networks)', low=1, high=100),
     'strategy': Option('darts', 'NNI one-shot strategy: darts (first-order DARTS) or gumbel (GumbelDARTS)',
                        choices=('darts', 'gumbel')),
     'epochs': Option(50, 'search epochs', low=1, high=100000),
@@ -65,11 +77,20 @@ OPTIONS = {
     'arch_beta1': Option(0.5, 'architecture Adam beta1', low=0.0, high=0.9999),
     'arch_beta2': Option(0.999, 'architecture Adam beta2', low=0.0, high=0.9999),
     'arch_weight_decay': Option(1e-3, 'architecture Adam weight decay', low=0.0, high=1.0),
+    'arch_warmup': Option(0, 'epochs that train the weights only, before the first architecture step (NNI DARTS\'s '
+                             'warmup_epochs): the convolutions learn before the parameter-free ops can win', low=0),
+    'beta_decay': Option(0.0, 'beta-DARTS\'s regularization (Ye et al. 2022): the architecture loss adds this weight '
+                              'times the mean over edges of logsumexp of the edge\'s architecture weights, which holds '
+                              'every op\'s softmax back in proportion to its size; the weight rises linearly from 0 at '
+                              'the first step to this at the last (0: off)', low=0.0, high=1000.0),
     # skip-connection collapse
-    'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell keeps at most this many skip_connect edges (those '
-                           'of highest softmax weight); each other one takes its edge\'s best non-skip op (-1: no cap)',
-                       low=-1, high=8),
-    'skip_patience': Option(0, 'stop the search once the normal cell has had more skip_connect edges than its fewest '
+    'export_none': Option(False, 'nb201 space: the export may choose the zero op (none) for an edge, as NNI\'s '
+                                 'does; by default an edge takes its strongest other op, DARTS\'s discretization rule '
+                                 '(the darts space never exports it)'),
+    'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell (darts) or the cell (nb201) keeps at most this '
+                           'many skip_connect edges (those of highest softmax weight); each other one takes its '
+                           'edge\'s best op other than skip and none (-1: no cap)', low=-1, high=8),
+    'skip_patience': Option(0, 'stop the search once the capped cell has had more skip_connect edges than its fewest '
                                'so far for this many epochs in a row; final.json is then the cell of the epoch before '
                                'the growth (0: never stop early)', low=0),
     # augmentation (the paper's search crops and flips both halves)
@@ -82,6 +103,8 @@ OPTIONS = {
     'channels_last': dataclasses.replace(_TRIAL['channels_last'], help='NHWC memory format on GPUs (ignored on CPU, '
                                          'where a bf16 dilated 5x5 convolution gave non-finite gradients)'),
     'threads': _TRIAL['threads'],
+    'cpu_ops': Option(True, 'on a CPU, run the supernet\'s 3x3 average pools and depthwise convolutions in faster '
+                            'forms of the same arithmetic (cifar_automl/cpu_ops.py); no effect on GPUs'),
     # run control
     'seed': _TRIAL['seed'],
     'preset': Option('', 'a named group of the settings above (see PRESETS in cifar_automl/darts_search.py and '
@@ -95,18 +118,19 @@ OPTIONS = {
 # What a resumed search must share with the one it continues: the supernet, the data and the
 # schedule are built from these, so a different value cannot load the checkpoint or would
 # silently change the search. The other options (device, threads, ...) may change.
-SEARCH_DEFINING = ('dataset', 'subset', 'width', 'num_cells', 'strategy', 'epochs', 'batch_size', 'initial_lr',
-                   'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr', 'arch_beta1', 'arch_beta2',
-                   'arch_weight_decay', 'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
+                   'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
+                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'export_none',
+                   'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
     # CIFAR-10 on 2 CPU cores in about an hour: a width-8, 5-cell supernet step (weights and architecture)
-    # at batch 64 took 9.1 s in fp32 on this project's 2 idle cores, so 5000 images (2500 a half, 39 steps an
-    # epoch) give 5.9 min an epoch and 10 epochs 59 min. The architecture then takes 390 steps, 50x fewer
-    # than the paper's 19550: its Adam learning rate is 3.3x the paper's so that the edges' softmax can still
-    # separate, and the P-DARTS cap guards the normal cell against the skip connections that a short, fast
-    # search favours.
+    # at batch 64 took 8.6-9.6 s in fp32 on this project's 2 idle cores (docs/results/darts_cpu/search.log), so
+    # 5000 images (2500 a half, 39 steps an epoch) give about 6 min an epoch and 10 epochs 61 min. The
+    # architecture then takes 390 steps, 50x fewer than the paper's 19550: its Adam learning rate is 3.3x the
+    # paper's so that the edges' softmax can still separate, and the P-DARTS cap guards the normal cell against
+    # the skip connections that a short, fast search favours.
     'cifar_cpu': dict(dataset='cifar10', subset=5000, width=8, num_cells=5, epochs=10, batch_size=64, arch_lr=1e-3,
                       max_skip=2),
 }
@@ -118,6 +142,7 @@ CONFIG_FILE = 'search_config.json'
 CHECKPOINT_FILE = 'checkpoint.ckpt'
 FINAL_NAME = 'final'
 GUMBEL_TEMPERATURE = (1.0, 0.33)  # NNI's GumbelDARTS default: linear from 1.0 to 0.33 over the search
+SPACES = {space.NAME: space for space in (space_darts, space_nb201)}
 
 
 def resolve(argv=None):
@@ -187,16 +212,6 @@ def search_loaders(cfg, device):
 
 # ============================================================ NNI, quietened
 
-def import_nni():
-    """NNI's import warns that some torch classes are "not a nn.Module": harmless noise."""
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        import nni.nas.evaluator.pytorch  # noqa: F401
-        import nni.nas.experiment  # noqa: F401
-        import nni.nas.hub.pytorch  # noqa: F401
-        import nni.nas.strategy  # noqa: F401
-
-
 def quiet_nni_and_lightning():
     """Keep the terminal for progress: NNI logs every exported node's sorted weights (lines of
     thousands of characters) at every export and warns about settings a one-shot search ignores;
@@ -242,8 +257,9 @@ class EpochStats:
         return self.loss_sum.item() / self.seen, 100 * self.correct.item() / self.seen
 
 
-def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
-    """NNI's Lightning classes are imported with NNI, so the subclasses are made here."""
+def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=False):
+    """NNI's Lightning classes are imported with NNI, so the subclasses are made here. `cpu_ops`:
+    swap the supernet's slow CPU ops once NNI's strategy has built it (cifar_automl/cpu_ops.py)."""
     from nni.nas.evaluator.pytorch import ClassificationModule
     from nni.nas.oneshot.pytorch.differentiable import (DartsLightningModule, GumbelDartsLightningModule,
                                                         LinearTemperatureScheduler)
@@ -271,6 +287,10 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
             if kind == 'weights':  # what NNI's Classification logs, and reports as the search's final result
                 self.log('train_loss', loss)
                 self.log('train_acc', (logits.argmax(1) == labels).float().mean())
+            elif cfg.beta_decay:
+                step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
+                weight = cfg.beta_decay * step / max(1, cfg.epochs * steps_per_epoch - 1)
+                loss = loss + weight * beta_decay_loss(self.model)
             return loss
 
         def configure_optimizers(self):
@@ -311,73 +331,71 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last):
 
     clip = cfg.grad_clip or None
 
-    class DartsStrategy(DARTS):
-        def configure_oneshot_module(self, training_module):
-            return DartsModule(training_module, gradient_clip_val=clip)
+    class FastCpuOps:
+        """NNI's DARTS strategy builds each mixed op's candidates anew when it makes the supernet, so the
+        swap comes after."""
 
-    class GumbelDartsStrategy(GumbelDARTS):
+        def mutate_model(self, model):
+            model = super().mutate_model(model)
+            if cpu_ops:
+                from .cpu_ops import speed_up
+                speed_up(model)
+            return model
+
+    class DartsStrategy(FastCpuOps, DARTS):
+        def configure_oneshot_module(self, training_module):
+            return DartsModule(training_module, gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
+
+    class GumbelDartsStrategy(FastCpuOps, GumbelDARTS):
         def configure_oneshot_module(self, training_module):
             return GumbelDartsModule(training_module, LinearTemperatureScheduler(*GUMBEL_TEMPERATURE),
-                                     gradient_clip_val=clip)
+                                     gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
 
     strategy = DartsStrategy() if cfg.strategy == 'darts' else GumbelDartsStrategy(temperature=GUMBEL_TEMPERATURE)
     return SearchModule(), strategy
 
 
-# ============================================================ Every epoch: export, draw, log, checkpoint
-
-def edge_softmax(oneshot_module):
-    """{edge: {op: probability}}: the softmax of each edge's architecture weights, the cell's zero
-    op included as 'none'. NNI's export_probs leaves 'none' out, and under GumbelDARTS it returns
-    a Gumbel-noised sample, not the weights the search has learnt."""
-    probs = {}
-    for module in oneshot_module.supernet_modules():
-        # NNI's DifferentiableMixedCell: one weight vector per edge, its op_names then the zero op.
-        for edge, alpha in getattr(module, '_arch_alpha', {}).items():
-            weights = torch.softmax(alpha.detach().float(), -1).tolist()
-            probs[edge] = dict(zip([*module.op_names, 'none'], weights))
-    return dict(sorted(probs.items()))
+def architecture_weights(model):
+    """The one-shot supernet's architecture weight vectors, each once (cells that share a choice share
+    its vector): NNI's mixed layers hold one as `_arch_alpha`, its mixed cells a dict of them."""
+    unique = {}
+    for module in model.modules():
+        alpha = getattr(module, '_arch_alpha', None)
+        vectors = alpha.values() if isinstance(alpha, torch.nn.ParameterDict) else [alpha] if alpha is not None else []
+        unique.update({id(vector): vector for vector in vectors})
+    return list(unique.values())
 
 
-def entropy(distribution):
-    """In nats; log(8) = 2.079 for an edge still undecided between its 8 ops."""
-    return -sum(p * math.log(p) for p in distribution.values() if p > 0)
+def beta_decay_loss(model):
+    """beta-DARTS's Beta-Decay term: the mean over edges of logsumexp(alpha). Its gradient on each
+    op's weight is that op's softmax, so descending it shrinks the strongest ops the most."""
+    return torch.stack([torch.logsumexp(alpha, -1) for alpha in architecture_weights(model)]).mean()
 
 
 # ============================================================ Skip-connection collapse
 
 SKIP = 'skip_connect'
 SKIP_COUNTS_FILE = 'skip_counts.json'
+SEARCHED = 'searched'  # skip_counts.json's key for the capped cell's count before the cap
 
 
-def skip_count(arch, cell):
-    """skip_connect edges of one cell (0..8) of an architecture dict."""
-    return sum(op == SKIP for key, op in arch.items() if key.startswith(f'{cell}/op_'))
-
-
-def cap_skips(arch, probs, max_skip):
-    """P-DARTS's cap (Chen et al. 2019, sec. 3.3): the normal cell keeps its `max_skip` skip_connect
-    edges of highest softmax weight; each other skip edge keeps its input and takes the op of highest
-    softmax weight on that edge other than skip_connect and the zero op. `probs`: edge_softmax's
-    {'normal/<node>_<input>': {op: p}}. Returns (the capped arch, ['<node> <- <input>: <new op>'] for
-    each edge changed). The reduction cell is left as searched, as P-DARTS does."""
-    skips = []
-    for key, op in arch.items():
-        if op == SKIP and key.startswith('normal/op_'):
-            node_slot = key.split('_', 1)[1]  # 'normal/op_3_1' -> '3_1'
-            source = arch[f'normal/input_{node_slot}'][0]
-            edge = f'normal/{node_slot.split("_")[0]}_{source}'
-            skips.append((probs[edge][SKIP], key, edge))
+def cap_skips(arch, probs, max_skip, edges):
+    """P-DARTS's cap (Chen et al. 2019, sec. 3.3): of the skip_connect `edges` [(arch key,
+    edge_softmax key)] (the space's skip_edges: the DARTS normal cell's, the NAS-Bench-201 cell's),
+    keep the `max_skip` of highest softmax weight; each other one takes the op of highest softmax
+    weight on its edge other than skip_connect and the zero op. Returns (the capped arch, ['<edge>:
+    <new op>'] for each edge changed). A DARTS edge keeps its input."""
+    skips = sorted(((probs[edge][SKIP], key, edge) for key, edge in edges), reverse=True)
     capped, changes = dict(arch), []
-    for _, key, edge in sorted(skips, reverse=True)[max(0, max_skip):]:
+    for _, key, edge in skips[max(0, max_skip):]:
         op = max((p, op) for op, p in probs[edge].items() if op not in (SKIP, 'none'))[1]
         capped[key] = op
-        changes.append(f'{edge.split("/")[1].replace("_", " <- ")}: {op}')
+        changes.append(f'{edge}: {op}')
     return capped, sorted(changes)
 
 
 def stop_epoch(counts, patience):
-    """The early stop after DARTS+ (Liang et al. 2019): `counts` are the normal cell's skip_connect
+    """The early stop after DARTS+ (Liang et al. 2019): `counts` are the capped cell's skip_connect
     edges at each epoch so far, before the cap. Once the last `patience` epochs all had more than the
     fewest of the epochs before them, the search stops and keeps the epoch before that growth:
     returns its index, else None."""
@@ -392,22 +410,8 @@ def stop_epoch(counts, patience):
 def chosen_epoch(skip_counts, patience):
     """The epoch whose cell is final.json: where --skip_patience stopped the search, else the last.
     The search stops at the first epoch stop_epoch answers, so the whole history gives the same answer."""
-    keep = stop_epoch([counts['normal_searched'] for counts in skip_counts], patience)
+    keep = stop_epoch([counts[SEARCHED] for counts in skip_counts], patience)
     return skip_counts[-1]['epoch'] if keep is None else keep
-
-
-def cell_summary(arch, cell):
-    """'2 <- sep_conv_3x3(0) sep_conv_3x3(1) | 3 <- ...' for the terminal, numbered as the JSON keys:
-    0 and 1 are the cell's inputs, 2..5 its nodes."""
-    from .cell_plot import NODES, cell_edges
-    edges = cell_edges(arch, cell)
-    return ' | '.join(f'{node} <- ' + ' '.join(f'{op}({source})' for source, target, op in edges if target == node)
-                      for node in NODES)
-
-
-def write_arch(arch, path):
-    """Pretty JSON with sorted keys, so that two epochs' files diff line by line."""
-    atomic_write_json(json.loads(json.dumps(arch, sort_keys=True)), path)
 
 
 def format_duration(seconds):
@@ -417,20 +421,47 @@ def format_duration(seconds):
     return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'
 
 
-def make_monitor(cfg, output_dir):
+# ============================================================ Every epoch: export, diagnose, score, log, checkpoint
+
+EPOCHS_CSV = 'search.csv'
+
+
+def epoch_row(epoch, epoch_time, stats, diagnosis, skips, score):
+    """search.csv's row for an epoch: what a plot of the search over epochs needs."""
+    row = {'epoch': epoch, 'seconds': round(epoch_time, 1)}
+    for kind, record in stats.items():
+        loss, accuracy = record.means()
+        row[f'{kind}_loss'], row[f'{kind}_acc'] = round(loss, 4), round(accuracy, 2)
+    row.update({key: round(value, 4) if isinstance(value, float) else value for key, value in diagnosis.items()})
+    row.update({f'skip_{cell}': count for cell, count in skips.items() if cell != 'epoch'})
+    return row | score
+
+
+def write_rows(rows, path):
+    """The whole CSV again each epoch (a few rows), renamed over the last: never half a file."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[-1]))
+    writer.writeheader()
+    writer.writerows(rows)
+    partial = path.with_name(f'.{path.name}.partial')
+    partial.write_text(buffer.getvalue())
+    os.replace(partial, path)
+
+
+def make_monitor(cfg, space, output_dir):
     import pytorch_lightning as pl
 
-    from .cell_plot import plot_cells
-
     class SearchMonitor(pl.Callback):
-        """Progress on the terminal; every epoch the architecture as JSON and PNG, TensorBoard
-        scalars, then the checkpoint (last, so that a resumed search never skips an epoch's files)."""
+        """Progress on the terminal; every epoch the architecture as JSON and PNG, its diagnostics and
+        table scores (search.csv, TensorBoard), then the checkpoint (last, so that a resumed search
+        never skips an epoch's files)."""
 
         def __init__(self):
             self.writer = None
             self.epoch_start = self.run_start = 0.0
             self.first_epoch = 0
             self.skip_counts = []  # per epoch, as skip_counts.json
+            self.rows = []  # per epoch, as search.csv
 
         def on_train_start(self, trainer, pl_module):
             from torch.utils.tensorboard import SummaryWriter
@@ -438,9 +469,12 @@ def make_monitor(cfg, output_dir):
             # A resumed search drops the TensorBoard points of the epochs it repeats.
             self.writer = SummaryWriter(str(output_dir / 'tensorboard'), purge_step=self.first_epoch)
             self.run_start = time.perf_counter()
-            if self.first_epoch and (output_dir / SKIP_COUNTS_FILE).is_file():  # --skip_patience needs the history
-                self.skip_counts = json.loads((output_dir / SKIP_COUNTS_FILE).read_text())[:self.first_epoch]
-            if self.first_epoch:
+            if self.first_epoch:  # --skip_patience and search.csv continue the history
+                if (output_dir / SKIP_COUNTS_FILE).is_file():
+                    self.skip_counts = json.loads((output_dir / SKIP_COUNTS_FILE).read_text())[:self.first_epoch]
+                if (output_dir / EPOCHS_CSV).is_file():
+                    with open(output_dir / EPOCHS_CSV, newline='') as f:
+                        self.rows = list(csv.DictReader(f))[:self.first_epoch]
                 log(f'resumed from {output_dir / CHECKPOINT_FILE}: continuing at epoch {self.first_epoch + 1}/'
                     f'{cfg.epochs} (next file epoch_{self.first_epoch}.json)')
 
@@ -462,45 +496,57 @@ def make_monitor(cfg, output_dir):
         def on_train_epoch_end(self, trainer, pl_module):
             epoch = trainer.current_epoch
             epoch_time = time.perf_counter() - self.epoch_start
-            searched = pl_module.export()
-            probs = edge_softmax(pl_module)
-            arch, capped = cap_skips(searched, probs, cfg.max_skip) if cfg.max_skip >= 0 else (searched, [])
-            self.skip_counts.append({'epoch': epoch, 'normal_searched': skip_count(searched, 'normal'),
-                                     'normal': skip_count(arch, 'normal'), 'reduce': skip_count(arch, 'reduce')})
+            probs = space.edge_softmax(pl_module)
+            searched = space.discretize(pl_module.export(), probs, cfg)
+            arch, capped = (cap_skips(searched, probs, cfg.max_skip, space.skip_edges(searched))
+                            if cfg.max_skip >= 0 else (searched, []))
+            self.skip_counts.append({'epoch': epoch, SEARCHED: len(space.skip_edges(searched)),
+                                     **space.skip_counts(arch)})
             atomic_write_json(self.skip_counts, output_dir / SKIP_COUNTS_FILE)
-            write_arch(arch, output_dir / f'epoch_{epoch}.json')
+            previous = output_dir / f'epoch_{epoch - 1}.json'
+            diagnosis = search_diagnostics.diagnose(
+                probs, arch, json.loads(previous.read_text()) if epoch and previous.is_file() else None)
+            score = space.scores(arch)
+            space.write(arch, output_dir / f'epoch_{epoch}.json')
             atomic_write_json(probs, output_dir / f'epoch_{epoch}_probs.json')
-            plot_cells(arch, output_dir / f'epoch_{epoch}.png', f'epoch {epoch}')
+            space.plot(arch, output_dir / f'epoch_{epoch}.png', describe_cell(f'epoch {epoch}', score))
             stats = pl_module.training_module.stats
-            entropies = {edge: entropy(p) for edge, p in probs.items()}
-            self.write_scalars(epoch, stats, probs, entropies, epoch_time, weights_lr(trainer), self.skip_counts[-1])
+            self.rows.append(epoch_row(epoch, epoch_time, stats, diagnosis, self.skip_counts[-1], score))
+            write_rows(self.rows, output_dir / EPOCHS_CSV)
+            self.write_scalars(epoch, stats, probs, epoch_time, weights_lr(trainer), self.skip_counts[-1],
+                               diagnosis, score)
             done = epoch + 1 - self.first_epoch
             eta = (time.perf_counter() - self.run_start) / done * (cfg.epochs - epoch - 1)
-            mean_entropy = sum(entropies.values()) / max(1, len(entropies))
             log(f'epoch {epoch + 1}/{cfg.epochs} done in {format_duration(epoch_time)} | {describe_stats(stats)} | '
-                f'edge entropy {mean_entropy:.3f} | search ETA {format_duration(eta)}')
-            log(f'  normal {cell_summary(arch, "normal")}')
-            log(f'  reduce {cell_summary(arch, "reduce")}')
+                f'search ETA {format_duration(eta)}')
+            for line in space.summary(arch):
+                log(f'  {line}')
+            if score:
+                log(f'  NAS-Bench-201: {space_nb201.describe_scores(score)}')
+            log(f'  {search_diagnostics.describe(diagnosis)}')
             log(f'  {describe_skips(self.skip_counts[-1], capped)}')
-            keep = stop_epoch([counts['normal_searched'] for counts in self.skip_counts], cfg.skip_patience)
+            keep = stop_epoch([counts[SEARCHED] for counts in self.skip_counts], cfg.skip_patience)
             if keep is not None:
                 trainer.should_stop = True
-                log(f'  stopping early (--skip_patience {cfg.skip_patience}): the normal cell has had more '
+                log(f'  stopping early (--skip_patience {cfg.skip_patience}): the cell has had more '
                     f'skip_connect edges than at epoch {keep} in each of the last {cfg.skip_patience}; final.json is '
                     f'epoch_{keep}.json')
             save_checkpoint(trainer, output_dir / CHECKPOINT_FILE)
-            log(f'  wrote {output_dir / f"epoch_{epoch}.json"} (.png, _probs.json) and {CHECKPOINT_FILE}')
+            log(f'  wrote {output_dir / f"epoch_{epoch}.json"} (.png, _probs.json), {EPOCHS_CSV} and '
+                f'{CHECKPOINT_FILE}')
 
-        def write_scalars(self, epoch, stats, probs, entropies, epoch_time, lr, skip_counts):
-            scalars = {'lr': lr, 'epoch_time': epoch_time,
-                       'entropy/mean': sum(entropies.values()) / max(1, len(entropies))}
+        def write_scalars(self, epoch, stats, probs, epoch_time, lr, skip_counts, diagnosis, score):
+            scalars = {'lr': lr, 'epoch_time': epoch_time}
             scalars.update({f'skip_connect/{cell}': count for cell, count in skip_counts.items() if cell != 'epoch'})
             for kind, record in stats.items():
                 loss, accuracy = record.means()
                 scalars[f'loss/{kind}'] = loss
                 scalars[f'accuracy/{kind}'] = accuracy
-            scalars.update({f'entropy/{edge}': value for edge, value in entropies.items()})
+            scalars.update({f'diagnostics/{key}': value for key, value in diagnosis.items()
+                            if isinstance(value, (int, float))})
+            scalars.update({f'entropy/{edge}': search_diagnostics.entropy(p) for edge, p in probs.items()})
             scalars.update({f'softmax/{edge}/{op}': p for edge, dist in probs.items() for op, p in dist.items()})
+            scalars.update({f'nb201/{key}': value for key, value in score.items()})
             for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, epoch)
             self.writer.flush()
@@ -517,12 +563,20 @@ def make_monitor(cfg, output_dir):
     return SearchMonitor()
 
 
+def describe_cell(title, score):
+    """A drawing's title: the epoch, and the table's CIFAR-10 accuracy where there is one."""
+    if not score:
+        return title
+    return f'{title}: NAS-Bench-201 CIFAR-10 {score["cifar10"]:.2f}% (rank {score["cifar10_rank"]})'
+
+
 def describe_skips(counts, capped):
-    """'skip_connect edges: normal 2 (3 as searched; capped: 4 <- 1: sep_conv_3x3), reduce 1'."""
-    normal = f'normal {counts["normal"]}'
+    """'skip_connect edges: normal 2 (3 as searched; capped: normal/4_1: sep_conv_3x3), reduce 1': the
+    capped cell first."""
+    cells = [f'{cell} {count}' for cell, count in counts.items() if cell not in ('epoch', SEARCHED)]
     if capped:
-        normal += f' ({counts["normal_searched"]} as searched; capped: {", ".join(capped)})'
-    return f'skip_connect edges: {normal}, reduce {counts["reduce"]}'
+        cells[0] += f' ({counts[SEARCHED]} as searched; capped: {", ".join(capped)})'
+    return f'skip_connect edges: {", ".join(cells)}'
 
 
 def describe_stats(stats):
@@ -566,6 +620,7 @@ def main(argv=None):
 
 
 def run(cfg):
+    require_working_nni_lock()  # NasExperiment.run() takes NNI's lock, which a filelock >= 3.12 hangs
     setup_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -578,28 +633,30 @@ def run(cfg):
     if not cfg.resume:
         atomic_write_json(dataclasses.asdict(cfg) | {'output_dir': str(output_dir)}, output_dir / CONFIG_FILE)
 
-    import_nni()
+    import_nni_nas()
     quiet_nni_and_lightning()
     from nni.nas.evaluator.pytorch import Lightning, Trainer
     from nni.nas.experiment import NasExperiment
-    from nni.nas.hub.pytorch import DARTS
 
-    space = DARTS(width=cfg.width, num_cells=cfg.num_cells, dataset='cifar')
-    search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device))
+    space = SPACES[cfg.space]
+    search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device),
+                                            cpu_ops=cfg.cpu_ops and device.type == 'cpu')
     trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu',
                       devices=[device.index or 0] if device.type == 'cuda' else 1,  # the GPU --device cuda:N names
-                      precision=precision, callbacks=[make_monitor(cfg, output_dir)], logger=False,
+                      precision=precision, callbacks=[make_monitor(cfg, space, output_dir)], logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       default_root_dir=str(output_dir))
     fit_kwargs = {'ckpt_path': str(output_dir / CHECKPOINT_FILE)} if cfg.resume else {}
     evaluator = Lightning(search_module, trainer, train_dataloaders=weights_loader, val_dataloaders=arch_loader,
                           fit_kwargs=fit_kwargs)
-    experiment = NasExperiment(space, evaluator, strategy)
+    experiment = NasExperiment(space.build(cfg, num_classes), evaluator, strategy)
     # NNI's experiment log and its own checkpoint go beside the search's files, not to ~/nni-experiments.
     experiment.config.experiment_working_directory = str(output_dir / 'nni')
-    log(f'DARTS search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
+    size = (f'{cfg.num_cells} cells' if cfg.space == 'darts'
+            else f'3 stages of {cfg.stage_cells} cell{"s" * (cfg.stage_cells != 1)}')
+    log(f'{cfg.space} search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
         f'{len(arch_loader.labels)} for the architecture, batch {cfg.batch_size} ({len(weights_loader)} steps per '
-        f'epoch); {cfg.num_cells} cells of width {cfg.width}; device {device}, precision {precision}, '
+        f'epoch); {size} of width {cfg.width}; device {device}, precision {precision}, '
         f'{torch.get_num_threads()} thread{"s" * (torch.get_num_threads() != 1)}; output {output_dir}; '
         f'setup {time.perf_counter() - setup_start:.1f}s')
     search_start = time.perf_counter()
@@ -607,10 +664,17 @@ def run(cfg):
     # The epoch's cell as written (after --max_skip), not NNI's export_top_models (before it).
     final_epoch = chosen_epoch(json.loads((output_dir / SKIP_COUNTS_FILE).read_text()), cfg.skip_patience)
     arch = json.loads((output_dir / f'epoch_{final_epoch}.json').read_text())
-    write_arch(arch, output_dir / f'{FINAL_NAME}.json')
-    from .cell_plot import plot_cells
-    plot_cells(arch, output_dir / f'{FINAL_NAME}.png', f'final (epoch {final_epoch})')
+    score = space.scores(arch)
+    space.write(arch, output_dir / f'{FINAL_NAME}.json')
+    space.plot(arch, output_dir / f'{FINAL_NAME}.png', describe_cell(f'final (epoch {final_epoch})', score))
     log(f'search done in {format_duration(time.perf_counter() - search_start)}; '
-        f'architecture (epoch {final_epoch}) {output_dir / f"{FINAL_NAME}.json"}: retrain it with '
-        f'python retrain/retrain.py --arch {output_dir / f"{FINAL_NAME}.json"}')
+        f'architecture (epoch {final_epoch}) {output_dir / f"{FINAL_NAME}.json"}')
+    with open(output_dir / EPOCHS_CSV, newline='') as f:
+        verdict = list(csv.DictReader(f))[final_epoch]['verdict']
+    log(f'  {search_diagnostics.VERDICTS[verdict]}')
+    if score:
+        log(f'  NAS-Bench-201: {space_nb201.describe_scores(score)}; the table\'s best cell scores '
+            f'{tables.load(space_nb201.TABLES["cifar10"]).best:.2f}% on CIFAR-10')
+    else:
+        log(f'  retrain it with python retrain/retrain.py --arch {output_dir / f"{FINAL_NAME}.json"}')
     return 0

@@ -78,7 +78,7 @@ class TPE(tpe_tuner.TpeTuner):
 
 
 class _RandomDeduplicator(Deduplicator):
-    DRAWS = 100  # random draws before handing over to NNI's grid search, which ends when all is seen
+    DRAWS = 1000  # random draws before handing over to NNI's grid search, which ends when all is seen
 
     def __init__(self, space, rng):
         super().__init__(space)

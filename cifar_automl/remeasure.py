@@ -24,9 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import report
 from .config import ArgumentParser, ConfigError, exit_status, resolve
 from .files import atomic_write_text
+from .results.commands import best_command, with_flags
+from .results.experiment import ReportError, format_value, is_number
+from .results.load import load_all
+from .results.write import write_csv
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAL_SCRIPT = 'trial/main.py'
@@ -39,12 +42,12 @@ def configurations(experiments, top, baseline, overrides):
     so that a re-measurement of more experiments into the same folder reuses the runs it has."""
     configs = []
     for experiment in experiments:
-        ranked = [trial for trial in experiment.ranked() if report.is_number(trial.metric)][:top]
+        ranked = [trial for trial in experiment.ranked() if is_number(trial.metric)][:top]
         if not ranked:
             raise ConfigError(f'experiment {experiment.id} ({experiment.source}): no trial has a final result '
                               'to re-measure')
         configs += [(f'{experiment.id}-trial{trial.number}',
-                     report.with_flags(report.best_command(experiment, trial), overrides), experiment, trial)
+                     with_flags(best_command(experiment, trial), overrides), experiment, trial)
                     for trial in ranked]
     if baseline:
         configs.append(('baseline', baseline, None, None))
@@ -85,7 +88,7 @@ def run(command, seed, directory):
         return json.loads(metrics.read_text())
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(command + '\n', directory / 'command.txt')
-    words = shlex.split(report.with_flags(command, {'seed': seed, 'output_dir': str(directory.resolve())}))
+    words = shlex.split(with_flags(command, {'seed': seed, 'output_dir': str(directory.resolve())}))
     with open(directory / 'run.log', 'w') as log:
         finished = subprocess.run(words, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if finished.returncode != 0 or not metrics.is_file():
@@ -94,7 +97,7 @@ def run(command, seed, directory):
 
 
 def mean_std(values):
-    values = [v for v in values if report.is_number(v)]
+    values = [v for v in values if is_number(v)]
     if not values:
         return None, None
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -127,14 +130,14 @@ def summary_markdown(experiments, seeds, rows, overrides):
              f'Each configuration trained with seeds {", ".join(map(str, seeds))}, one run after the other; '
              'mean ± standard deviation over the runs that finished. "NNI" is what the experiment itself '
              'reported for the trial (one seed, and the best of many: expect it above the mean).'
-             + (f' The top configurations ran with `{report.with_flags("", overrides).strip()}` (--set), unlike '
+             + (f' The top configurations ran with `{with_flags("", overrides).strip()}` (--set), unlike '
                 'their trials, so NNI\'s figures are of a different training.' if overrides else ''), '',
              '| config | tuner | runs | NNI default | NNI test_acc | default (val) | test_acc | test_acc_tta | '
              'training time (s) |' + (' test_acc vs baseline |' if baseline else ''),
              '|---|---|---|---|---|---|---|---|---|' + ('---|' if baseline else '')]
     for row in rows:
-        cells = [row['config'], row['tuner'], str(row['runs']), report.format_value(row['nni_default'], '.2f'),
-                 report.format_value(row['nni_test_acc'], '.2f'), plus_minus(row, 'default'),
+        cells = [row['config'], row['tuner'], str(row['runs']), format_value(row['nni_default'], '.2f'),
+                 format_value(row['nni_test_acc'], '.2f'), plus_minus(row, 'default'),
                  plus_minus(row, 'test_acc'), plus_minus(row, 'test_acc_tta'), plus_minus(row, 'train_time', 1)]
         if baseline:
             both = row is not baseline and row['test_acc_mean'] is not None and baseline['test_acc_mean'] is not None
@@ -146,9 +149,9 @@ def summary_markdown(experiments, seeds, rows, overrides):
 
 
 def write_results(experiments, seeds, configs, runs, overrides, out):
-    report.write_csv(runs, out / 'runs.csv')
+    write_csv(runs, out / 'runs.csv')
     rows = summarise(configs, runs)
-    report.write_csv(rows, out / 'summary.csv')
+    write_csv(rows, out / 'summary.csv')
     atomic_write_text(summary_markdown(experiments, seeds, rows, overrides), out / 'summary.md')
     return rows
 
@@ -168,8 +171,8 @@ def remeasure(args):
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise ConfigError(f'--seeds {" ".join(map(str, args.seeds))}: expected distinct seeds >= 0')
     try:
-        experiments = report.load_all(args.experiments)
-    except report.ReportError as error:
+        experiments = load_all(args.experiments)
+    except ReportError as error:
         raise ConfigError(str(error)) from None
     overrides = parse_overrides(args.set)
     configs = configurations(experiments, args.top, args.baseline, overrides)

@@ -20,6 +20,9 @@ from .training import (Diverged, Recipe, at_chance, cpu_state_dict, evaluate, gr
 
 WHITENING_IMAGES = 5000  # training images whose 2x2 patches fit the whitening layer (airbench's number)
 OUT_OF_MEMORY = 3  # exit status of a trial that ran out of GPU memory (2 is bad input)
+# The course lab's learning rates are for the batch as given and reach 0.4 at most (its spaces,
+# search_spaces/cifar10_lab_*.json); the recipe's are for a batch of lr_batch_size, 1.5 by default.
+LAB_LR_MAX = 0.4
 DESCRIPTION = ('One training run on CIFAR-10 (or digits). Under NNI the tuner\'s parameters override the flags of '
                'the same name and every epoch reports to the WebUI. Writes metrics.json and best.pt (docs/trial.md).')
 
@@ -69,6 +72,9 @@ def run(cfg):
     log(f'{cfg.model} on {cfg.dataset}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test '
         f'images, batch {cfg.batch_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, '
         f'device {device}, autocast {amp_dtype}, output {output_dir}')
+    notice = lr_notice(cfg)
+    if notice:
+        log(notice)
     scaler = grad_scaler(amp_dtype, device)
     if cfg.find_lr:
         return find_lr(model, train_loader, training.optimizer, training.loss, amp_dtype, scaler, output_dir)
@@ -116,6 +122,26 @@ def run(cfg):
     reporter.final(final, details)
     log(f'wrote {output_dir / "metrics.json"}')
     return 0
+
+
+def lr_notice(cfg):
+    """A `notice:` line for learning-rate flags that will not do what they look like: a lab's rate
+    (meant for the batch as given) while the recipe scales rates with the batch, or an ending_lr
+    above initial_lr, so that the rate rises over the run. None when the rates read as meant."""
+    if not cfg.lr_batch_size or (cfg.initial_lr > LAB_LR_MAX and cfg.initial_lr >= cfg.ending_lr):
+        return None
+    scale = cfg.batch_size / cfg.lr_batch_size
+    rises = cfg.initial_lr < cfg.ending_lr
+    meaning = (f'notice: --initial_lr {cfg.initial_lr:g} and --ending_lr {cfg.ending_lr:g} are for a batch of '
+               f'{cfg.lr_batch_size} (--lr_batch_size): at batch {cfg.batch_size} the learning rate peaks at '
+               f'{cfg.initial_lr * scale:.3g} and then {"rises" if rises else "decays"} to '
+               f'{cfg.ending_lr * scale:.3g}. '
+               f'For a rate used as given, as in the lab (a cosine to 0, the recipe\'s parts off), add --preset plain')
+    if not rises:
+        return meaning + '; to keep the recipe\'s parts with the rate as given, --lr_batch_size 0.'
+    ratio = config.OPTIONS['ending_lr'].default / config.OPTIONS['initial_lr'].default
+    return (meaning + f'; to keep the recipe, give an --ending_lr below --initial_lr (the recipe ends at '
+            f'{ratio:.0%} of its peak: --ending_lr {cfg.initial_lr * ratio:.3g}).')
 
 
 def find_lr(model, loader, optimizer, loss_fn, amp_dtype, scaler, output_dir):

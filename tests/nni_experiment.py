@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cifar_automl.environment import require_working_nni_lock
+
 FINISHED = ('DONE', 'STOPPED', 'ERROR')  # check-status values after which nothing more runs
 NNICTL = [sys.executable, '-m', 'nni.tools.nnictl.nnictl']
 
@@ -30,6 +32,22 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def processes_with_env(name, value):
+    """Ids of the processes (this one aside) started with NAME=VALUE in their environment: every process
+    started below one that had it, unless something cleared it, wherever its process group or session."""
+    marker = b'\0' + f'{name}={value}'.encode() + b'\0'
+    found = []
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in b'\0' + (entry / 'environ').read_bytes() + b'\0':
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def isolated_config(config_path, working_directory, destination, **overrides):
@@ -72,6 +90,7 @@ class Experiment:
         return subprocess.run(NNICTL + list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
 
     def start(self, config_path, **overrides):
+        require_working_nni_lock()  # else `nnictl create` waits forever on NNI's experiment lock
         self.home.mkdir(parents=True, exist_ok=True)
         config = isolated_config(config_path, self.working_directory, self.root / 'config.yml', **overrides)
         self.port = free_port()
@@ -100,17 +119,7 @@ class Experiment:
 
     def leftover_processes(self):
         """Process ids running with this experiment's HOME (manager, dispatcher, trials)."""
-        marker = f'HOME={self.home}'.encode() + b'\0'
-        found = []
-        for entry in Path('/proc').iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if marker in (entry / 'environ').read_bytes() + b'\0':
-                    found.append(int(entry.name))
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-        return found
+        return processes_with_env('HOME', str(self.home))
 
     def stop(self, grace=30):
         """`nnictl stop ID`, then wait for every process of the experiment to exit. Returns the

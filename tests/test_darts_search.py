@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_automl import darts_search
+from cifar_automl import darts_search, space_darts
 from cifar_automl.cell_plot import cell_edges, plot_cells
 from cifar_automl.data import load_digits
 from conftest import REPO, write_cifar_batches
@@ -110,14 +110,14 @@ def test_tiny_search_exports_every_epoch_and_resumes_after_a_kill(tmp_path):
     counts = json.loads((out / darts_search.SKIP_COUNTS_FILE).read_text())
     assert [c['epoch'] for c in counts] == list(range(epochs))  # the resumed search kept the history
     for arch, count in zip(archs, counts):
-        assert count['normal'] == darts_search.skip_count(arch, 'normal') == 0
-        assert count['reduce'] == darts_search.skip_count(arch, 'reduce')
+        assert count['normal'] == space_darts.skip_count(arch, 'normal') == 0
+        assert count['reduce'] == space_darts.skip_count(arch, 'reduce')
     assert 'skip_connect edges: normal 0' in output
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     tags = set()
     for events in (out / 'tensorboard').glob('events.out.tfevents.*'):
         tags |= set(EventAccumulator(str(events)).Reload().Tags()['scalars'])
-    assert {'skip_connect/normal', 'skip_connect/normal_searched', 'skip_connect/reduce'} <= tags
+    assert {'skip_connect/normal', 'skip_connect/searched', 'skip_connect/reduce', 'diagnostics/entropy_ratio'} <= tags
 
 
 @pytest.mark.slow
@@ -152,6 +152,8 @@ def write_resumable(out, **changes):
     (['--dataset', 'digits', '--subset', '100000'], '--subset 100000 exceeds'),
     (['--resume'], '--resume needs --output_dir'),
     (['--resume', '--output_dir', '{tmp}/nothing'], 'search_config.json is missing'),
+    (['--precision', 'fp16'], "--precision fp16 with --grad_clip > 0: NNI's DARTS clips fp16 gradients before they "
+                              "are unscaled"),
 ])
 def test_bad_input_is_refused_before_the_search(argv, needle, tmp_path, capsys):
     argv = [arg.replace('{tmp}', str(tmp_path)) for arg in argv]
@@ -160,6 +162,20 @@ def test_bad_input_is_refused_before_the_search(argv, needle, tmp_path, capsys):
     assert darts_search.main(argv) == 2
     assert needle in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('precision, grad_clip, lightning', [
+    ('auto', 5.0, '32-true'),  # fp16 would clip gradients still multiplied by the loss scale
+    ('auto', 0.0, '16-mixed'),  # nothing is clipped, so fp16 is safe
+    ('bf16', 5.0, 'bf16-mixed'),  # no loss scale to undo (an emulated bf16, as asked)
+])
+def test_a_gpu_without_bf16_never_clips_fp16_gradients_before_they_are_unscaled(monkeypatch, precision, grad_clip,
+                                                                                  lightning):
+    """NNI's DARTS clips the weights' gradients after the backward, before Lightning's optimizer step
+    unscales them: under fp16's loss scale the clip would act on gradients thousands of times too large."""
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
+    cfg = darts_search.resolve(['--precision', precision, '--grad_clip', str(grad_clip)])
+    assert darts_search.lightning_precision(cfg, torch.device('cuda')) == lightning
 
 
 def test_missing_cifar_batch_is_refused(tmp_path, capsys):
@@ -238,17 +254,18 @@ def skip_heavy_arch_and_probs():
 
 def test_skip_cap_keeps_the_strongest_skips_and_gives_the_others_their_best_op():
     arch, probs = skip_heavy_arch_and_probs()
-    capped, changes = darts_search.cap_skips(arch, probs, 2)
-    assert darts_search.skip_count(arch, 'normal') == 8 and darts_search.skip_count(capped, 'normal') == 2
+    capped, changes = darts_search.cap_skips(arch, probs, 2, space_darts.skip_edges(arch))
+    assert space_darts.skip_count(arch, 'normal') == 8 and space_darts.skip_count(capped, 'normal') == 2
     # node 5's two edges have the highest skip weights: they stay; every other edge keeps its input
     # and takes its own best op other than skip_connect and the zero op.
     assert capped['normal/op_5_0'] == capped['normal/op_5_1'] == 'skip_connect'
     assert [capped[f'normal/op_{node}_{slot}'] for node in (2, 3, 4) for slot in (0, 1)] == [
         'sep_conv_3x3', 'sep_conv_3x3', 'dil_conv_5x5', 'dil_conv_5x5', 'avg_pool_3x3', 'avg_pool_3x3']
     assert all(capped[key] == arch[key] for key in arch if 'input' in key or key.startswith('reduce/'))
-    assert len(changes) == 6 and '2 <- 0: sep_conv_3x3' in changes
-    assert darts_search.cap_skips(arch, probs, 8) == (arch, [])  # under the cap: unchanged
-    assert darts_search.skip_count(darts_search.cap_skips(arch, probs, 0)[0], 'normal') == 0
+    assert len(changes) == 6 and 'normal/2_0: sep_conv_3x3' in changes
+    skips = space_darts.skip_edges(arch)
+    assert darts_search.cap_skips(arch, probs, 8, skips) == (arch, [])  # under the cap: unchanged
+    assert space_darts.skip_count(darts_search.cap_skips(arch, probs, 0, skips)[0], 'normal') == 0
     from cifar_automl.arch_files import parse_arch
     parse_arch(json.dumps(capped), 'capped')  # still a valid cell for the retrain
 
@@ -262,7 +279,7 @@ def test_skip_cap_keeps_the_strongest_skips_and_gives_the_others_their_best_op()
 ])
 def test_skip_patience_stops_when_the_normal_cells_skip_count_keeps_growing(counts, patience, keep):
     assert darts_search.stop_epoch(counts, patience) == keep
-    history = [{'epoch': epoch, 'normal_searched': count} for epoch, count in enumerate(counts)]
+    history = [{'epoch': epoch, darts_search.SEARCHED: count} for epoch, count in enumerate(counts)]
     assert darts_search.chosen_epoch(history, patience) == (len(counts) - 1 if keep is None else keep)
 
 

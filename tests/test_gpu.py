@@ -1,6 +1,8 @@
 """The paths a CUDA machine takes, proved on a CPU: torch's CUDA probes are replaced by what a GPU
 machine (or a broken one) answers. bench/gpu_check.py runs the same paths on a real GPU."""
+import argparse
 import inspect
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from torch import nn
 from cifar_automl import augment, config, training, trial
 from cifar_automl.config import ConfigError
 from cifar_automl.lr_finder import lr_range_test
-from conftest import REPO
+from conftest import REPO, fake_filelock
 
 FAST = ['--dataset', 'digits', '--width', '16', '--batch_size', '64', '--log_frequency', '0', '--device', 'cpu']
 
@@ -199,26 +201,104 @@ def test_gpu_check_on_a_machine_without_cuda_says_so_and_exits_0(broken_cuda, ca
     gpu_check = import_gpu_check()
     assert gpu_check.main([]) == 0
     out = capsys.readouterr().out
-    assert out.startswith('no CUDA GPU: torch') and 'NVIDIA driver >= 580' in out
+    assert out.startswith('python 3.') and '\nfilelock 3.11.0 (' in out and '\nPASS filelock guard: ' in out
+    assert '\nno CUDA GPU: torch' in out and 'NVIDIA driver >= 580' in out
 
 
-def test_gpu_check_kills_a_hung_check_with_its_children_and_shows_how_far_it_got(tmp_path, monkeypatch):
-    """A DARTS search once hung on an H200 (docs/gpu.md): the check must end, take the processes the
-    script started with it, and show the script's last progress line."""
+def test_gpu_check_refuses_a_new_filelock_and_skips_what_would_take_nni_lock(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'filelock', fake_filelock('3.12.0'))
     gpu_check = import_gpu_check()
-    marker = f'sleep-{tmp_path.name}'
+    assert gpu_check.main(['--dry_run', '--checks', 'search,nni', '--output_dir', str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert 'filelock 3.12.0 (/x/filelock)' in lines
+    assert [line.split(':')[0] for line in lines if line.startswith(('PASS', 'FAIL', 'SKIP'))] == [
+        'FAIL filelock guard', 'SKIP search', 'SKIP nni']
+    assert 'breaks NNI 3.0' in next(line for line in lines if line.startswith('FAIL'))
+    assert lines[-1].startswith('0 passed, 1 failed, 2 skipped of 3 checks')
+
+
+def test_gpu_check_skips_the_checks_its_time_budget_cannot_fit(tmp_path, capsys):
+    gpu_check = import_gpu_check()
+    assert gpu_check.main(['--dry_run', '--budget_s', '0.01', '--checks', 'retrain,packing',
+                           '--output_dir', str(tmp_path)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(('PASS', 'FAIL', 'SKIP'))]
+    assert lines[1:] == ['SKIP retrain: 0 s of the budget left, too little to start it [0s]',
+                         'SKIP packing: 0 s of the budget left, too little to start it [0s]']
+    assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_a_check_that_the_budget_ends_is_skipped_not_failed(tmp_path, monkeypatch):
+    gpu_check = import_gpu_check()
+    (tmp_path / 'slow.py').write_text('import time\ntime.sleep(60)\n')
+    monkeypatch.setattr(gpu_check, 'REPO', tmp_path)
+    monkeypatch.setattr(gpu_check, 'MIN_LIMIT_S', 1)
+    run = gpu_check.Run(argparse.Namespace(dry_run=False, budget_s=2), tmp_path, tmp_path, time.monotonic())
+
+    def slow_check(run):
+        [process] = run.run('slow', [['slow.py']], limit_s=100)
+        return gpu_check.Result('FAIL', f'slow: {process.ended()}', [process])
+
+    result = gpu_check.run_check(run, 'slow', slow_check, gpu_check.Result('PASS', ''))
+    assert result.status == 'SKIP'
+    assert re.fullmatch(r'slow: the budget ran out during it; slow: stopped at the end of the budget, [12] s',
+                        result.line)
+
+
+def test_gpu_check_kills_a_hung_process_in_its_limit_showing_its_stack_and_state(tmp_path, monkeypatch, capsys):
+    """A DARTS search once hung on an H200 and showed nothing (docs/gpu.md): a process past its limit
+    must print its Python stack and its kernel state, then end with everything it started, even a
+    process in a session of its own (as NNI's manager is)."""
+    gpu_check = import_gpu_check()
     (tmp_path / 'hang.py').write_text(
         'import subprocess, sys, time\n'
-        f'subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "{marker}"])\n'
-        'print("step 1 of 10", flush=True)\ntime.sleep(60)\n')
+        'subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)\n'
+        'print("step 1 of 10", flush=True)\n'
+        'def wait_for_the_gpu():\n    while True:\n        time.sleep(0.05)\n'
+        'wait_for_the_gpu()\n')
     monkeypatch.setattr(gpu_check, 'REPO', tmp_path)
-    monkeypatch.setattr(gpu_check, 'STEP_TIMEOUT', 2)
-    result = gpu_check.run_script('hang.py')
-    assert gpu_check.ended(result) == 'killed after 2 s'
-    assert gpu_check.tail(result) == 'step 1 of 10'
-    for _ in range(50):  # SIGKILL is delivered asynchronously
-        leftovers = subprocess.run(['pgrep', '-f', marker], capture_output=True, text=True).stdout
-        if not leftovers:
-            break
-        time.sleep(0.1)
-    assert leftovers == ''
+    marker = f'test-{tmp_path.name}'
+    start = time.monotonic()
+    process = gpu_check.Process(['hang.py'], 3, tmp_path / 'hang.log', marker)
+    gpu_check.finish([process], 3)
+    assert time.monotonic() - start < 6
+    assert process.ended() == 'killed at its 3 s limit'
+    assert gpu_check.processes_with_env(gpu_check.MARKER, marker) == []
+    out = capsys.readouterr().out
+    assert out.startswith('    hang.py reached its 3 s limit; its processes:\n')
+    assert re.search(r'pid \d+ \(python[\d.]*\): State: S \(sleeping\), wchan \S+', out), out
+    shown = gpu_check.excerpt(process)
+    assert '| step 1 of 10' in shown and '| Timeout (0:00:02)!' in shown
+    assert re.search(r'File "\S*hang.py", line 6 in wait_for_the_gpu', shown), shown
+    assert '] step 1 of 10' in (tmp_path / 'hang.log').read_text()  # with the second it came
+
+
+AIRBENCH_STAND_IN = """
+import torch
+
+def main(run):
+    data = torch.load('cifar10/train.pt')
+    assert data['images'].dtype == torch.uint8 and data['images'].shape[1:] == (32, 32, 3), data['images'].shape
+    assert len(torch.load('cifar10/test.pt')['labels']) > 0
+    print('|  %s  |  eval  |  2.3  |  2.3  |  0.1  |  0.1005  |  |  1.5  |' % run)
+    return 0.1
+"""
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_check_on_the_cpu_in_3_minutes(tmp_path):
+    """The GPU sequence at tiny sizes, with a stand-in for airbench94 (which reads cifar10/*.pt where
+    it runs and returns its TTA accuracy)."""
+    (tmp_path / 'airbench94.py').write_text(AIRBENCH_STAND_IN)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, 'bench/gpu_check.py', '--dry_run', '--airbench', str(tmp_path /
+                             'airbench94.py'), '--output_dir', str(tmp_path / 'out')], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert time.monotonic() - start < 190, result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout.splitlines()
+    started = [line.split()[1].rstrip(',') for line in out if line.startswith('-- ')]
+    ended = [line for line in out if line.startswith(('PASS', 'FAIL', 'SKIP'))]
+    assert started == list(import_gpu_check().CHECKS), result.stdout
+    assert [line.split()[0] for line in ended] == ['PASS', 'SKIP'] + ['PASS'] * 8, result.stdout
+    anchor = next(line for line in ended if line.startswith('PASS anchor'))
+    assert 'airbench94 (airbench94.py, 2,000 images): 10.05% ± 0.00 (10.00% ± 0.00 with TTA)' in anchor, anchor

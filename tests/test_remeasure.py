@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from cifar_automl import remeasure, report
+from cifar_automl import remeasure
+from cifar_automl.results.load import load_directory
 from test_report import read_csv
 from test_report_compare import make_experiment
 
@@ -41,7 +42,7 @@ def test_top_trials_and_baseline_run_with_each_seed_and_resume(experiment, tmp_p
                 assert f"--initial_lr {config['initial_lr']!r}" in row['command'] and config['epochs'] == 2
             else:
                 assert config['width'] == 8 and config['preset'] == 'cpu' and config['epochs'] == 1
-    best = report.load_directory(experiment).best()
+    best = load_directory(experiment).best()
     assert summary[0]['config'] == f'tpeaaaa1-trial{best.number}'
     assert (summary[0]['experiment'], summary[0]['tuner']) == ('tpeaaaa1', 'TPE')
     assert float(summary[0]['nni_default']) == pytest.approx(best.metric)
@@ -92,7 +93,7 @@ def test_several_experiments_share_one_baseline_and_more_are_added_later(experim
     common = ['--top', '1', '--seeds', '0', '--baseline', BASELINE, '--out', str(out)]
     assert remeasure.main([str(experiment), str(random)] + common) == 0
     summary = read_csv(out / 'summary.csv')
-    bests = {e.id: e.best().number for e in map(report.load_directory, (experiment, random, anneal))}
+    bests = {e.id: e.best().number for e in map(load_directory, (experiment, random, anneal))}
     assert [(row['config'], row['tuner'], row['runs']) for row in summary] == [
         (f'tpeaaaa1-trial{bests["tpeaaaa1"]}', 'TPE', '1'), (f'rndbbbb2-trial{bests["rndbbbb2"]}', 'Random', '1'),
         ('baseline', '', '1')]

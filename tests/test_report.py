@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cifar_automl import report
+from cifar_automl.results.load import decode_metric
 from cifar_automl.config import resolve
 
 FIXTURE = Path(__file__).resolve().parent / 'data' / 'report_experiment'
@@ -186,8 +187,8 @@ def test_not_an_nni_database_is_refused(tmp_path, capsys):
 
 def test_a_bare_number_result_is_the_default_metric():
     # nni.report_final_result(93.5) stores the number JSON-encoded twice, like a dict.
-    assert report.decode_metric(json.dumps(json.dumps(93.5))) == {'default': 93.5}
-    assert report.decode_metric(json.dumps(json.dumps({'default': 1.0, 'test_acc': 2.0}))) == \
+    assert decode_metric(json.dumps(json.dumps(93.5))) == {'default': 93.5}
+    assert decode_metric(json.dumps(json.dumps({'default': 1.0, 'test_acc': 2.0}))) == \
         {'default': 1.0, 'test_acc': 2.0}
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from cifar_automl import report
+from cifar_automl.results.commands import command_values
+from cifar_automl.results.load import load_directory, without_repeating_links
 from test_report import FIXTURE, read_csv
 
 SPACE = {'initial_lr': {'_type': 'loguniform', '_value': [0.01, 1.0]},
@@ -176,6 +178,19 @@ def test_bad_inputs_are_refused_before_anything_is_written(problem, message, run
     assert not out.exists()
 
 
+def test_every_experiment_in_a_folder_with_nnis_latest_link(runs, tmp_path, capsys):
+    """`report EXPDIR/*`: NNI keeps `_latest`, a link to the experiment it started last, beside
+    the experiments; the link names an experiment already given, so it is read once, not refused,
+    wherever the shell's order puts it."""
+    (runs / '_latest').symlink_to('rndbbbb2', target_is_directory=True)  # relative, as NNI makes it
+    arguments = [str(runs / name) for name in ('annccc3', 'rndbbbb2', '_latest', 'tpeaaaa1')]
+    out = tmp_path / 'compare'
+    assert report.main(arguments + ['--out', str(out)]) == 0
+    assert sorted(row['experiment'] for row in read_csv(out / 'comparison.csv')) == ['annccc3', 'rndbbbb2', 'tpeaaaa1']
+    assert f'note: {runs / "_latest"} is a link to {runs / "rndbbbb2"}, read once' in capsys.readouterr().err
+    assert without_repeating_links([str(runs / '_latest'), str(runs / 'rndbbbb2')]) == [str(runs / 'rndbbbb2')]
+    assert without_repeating_links([str(runs / '_latest')]) == [str(runs / '_latest')]  # alone, it is the experiment
+
 
 def test_importance_pools_budgets_with_the_epochs_a_command_fixes(tmp_path):
     """Hyperband's trials carry `epochs`; a plain tuner's trials trained the --epochs of their
@@ -183,9 +198,9 @@ def test_importance_pools_budgets_with_the_epochs_a_command_fixes(tmp_path):
     folder = tmp_path / 'runs'
     make_experiment(folder, 'hyperbd1', 'Hyperband', 30, seed=4, budgets=(1, 3, 9))
     make_experiment(folder, 'tpeaaaa1', 'TPE', 20, seed=5, command='python3 trial/main.py --dataset digits --epochs 3')
-    plain = report.load_directory(folder / 'tpeaaaa1')
-    assert report.command_values(plain)['epochs'] == 3
-    assert report.command_values(report.load_directory(folder / 'hyperbd1'))['epochs'] == 10  # the trial's default
+    plain = load_directory(folder / 'tpeaaaa1')
+    assert command_values(plain)['epochs'] == 3
+    assert command_values(load_directory(folder / 'hyperbd1'))['epochs'] == 10  # the trial's default
     out = tmp_path / 'compare'
     assert report.main([str(folder), '--out', str(out)]) == 0
     markdown = (out / 'report.md').read_text()

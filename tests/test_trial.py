@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from cifar_automl import trial
+from cifar_automl import config, trial
 from cifar_automl.training import lr_at
 from conftest import REPO
 
@@ -113,6 +113,46 @@ def test_lr_schedule_is_one_cosine_over_all_steps():
     assert lrs[50] == pytest.approx(0.004 + 0.396 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 50 / 99)).item()))
     warm = [lr_at(step, 100, 0.4, 0.0, warmup_steps=10) for step in range(12)]
     assert warm[0] == pytest.approx(0.04) and warm[9] == pytest.approx(0.4) and warm[10] == pytest.approx(0.4)
+
+
+def lr_notice_at(args, batch_size=512):
+    cfg = config.resolve(args)
+    cfg.batch_size = batch_size  # what --batch_size 0 becomes on CIFAR-10
+    return trial.lr_notice(cfg)
+
+
+def test_a_labs_learning_rate_on_the_recipe_says_what_it_means_and_what_to_type():
+    """The lab's `--model lenet --initial_lr 0.05` without --preset plain: 0.05 is for a batch of 1024,
+    and the recipe's ending_lr (0.105, for 1024 too) lies above it, so the rate would rise."""
+    assert lr_notice_at(['--model', 'lenet', '--initial_lr', '0.05']) == (
+        'notice: --initial_lr 0.05 and --ending_lr 0.105 are for a batch of 1024 (--lr_batch_size): at batch 512 '
+        'the learning rate peaks at 0.025 and then rises to 0.0525. For a rate used as given, as in the lab (a '
+        "cosine to 0, the recipe's parts off), add --preset plain; to keep the recipe, give an --ending_lr below "
+        '--initial_lr (the recipe ends at 7% of its peak: --ending_lr 0.0035).')
+    lab_scale = lr_notice_at(['--initial_lr', '0.2', '--batch_size', '128'], batch_size=128)
+    assert 'at batch 128 the learning rate peaks at 0.025 and then decays to 0.0131' in lab_scale
+    assert lab_scale.endswith("add --preset plain; to keep the recipe's parts with the rate as given, "
+                              '--lr_batch_size 0.')
+
+
+@pytest.mark.parametrize('args', [[], ['--preset', 'cpu'], ['--initial_lr', '0.75'],
+                                  ['--preset', 'plain', '--initial_lr', '0.05'],
+                                  ['--lr_batch_size', '0', '--initial_lr', '0.05', '--ending_lr', '0.001']])
+def test_learning_rates_that_read_as_meant_give_no_notice(args):
+    assert lr_notice_at(args) is None
+
+
+def test_the_learning_rate_notice_comes_before_training(tmp_path, capsys, monkeypatch):
+    class Training(Exception):
+        pass
+
+    def first_step(*args, **kwargs):
+        raise Training(capsys.readouterr().out)
+
+    monkeypatch.setattr(trial, 'train_epoch', first_step)
+    with pytest.raises(Training, match='notice: --initial_lr 0.05 and --ending_lr 0.105 are for a batch of 1024'):
+        trial.main(['--dataset', 'digits', '--model', 'lenet', '--initial_lr', '0.05', '--device', 'cpu',
+                    '--output_dir', str(tmp_path)])
 
 
 def test_grad_clip_zero_disables_clipping_and_positive_clips(monkeypatch, tmp_path):

@@ -1,0 +1,121 @@
+"""NAS-Bench-201 in the search: `python nas/search_darts.py --space nb201`, and its cells looked up
+in the benchmark's table."""
+import csv
+import json
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from cifar_automl import darts_search, search_diagnostics, space_nb201
+from cifar_automl.config import ConfigError
+from test_darts_search import run_search
+
+BEST = '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
+# What each of NNI's ops is, as built in NNI's NasBench201 cell.
+NNI_MODULES = {'none': ('Zero', None), 'skip_connect': ('Identity', None), 'conv_1x1': ('ReLUConvBN', (1, 1)),
+               'conv_3x3': ('ReLUConvBN', (3, 3)), 'avg_pool_3x3': ('Pooling', None)}
+
+
+def test_the_best_and_the_all_skip_cell_score_as_the_benchmark_says():
+    best = space_nb201.from_string(BEST)
+    assert space_nb201.to_string(best) == BEST
+    score = space_nb201.scores(best)
+    assert score['cifar10'] == 91.61 and score['cifar10_rank'] == 1
+    all_skip = {key: 'skip_connect' for key in space_nb201.KEYS}
+    assert space_nb201.scores(all_skip)['cifar10'] == 39.77
+
+
+def nni_cell(arch):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        from nni.nas.hub.pytorch import NasBench201
+        from nni.nas.space import model_context
+        with model_context(arch):
+            return NasBench201(stem_out_channels=4, num_modules_per_stack=1).cells[0]
+
+
+@pytest.mark.parametrize('position, edge', list(enumerate(space_nb201.EDGES)))
+def test_every_op_on_every_edge_maps_to_the_same_edge_in_nni_the_string_and_the_table(position, edge):
+    source, target = edge
+    for op, (module_name, kernel) in NNI_MODULES.items():
+        arch = {key: 'none' for key in space_nb201.KEYS} | {space_nb201.edge_key(source, target): op}
+        # NNI's cell computes node `target` from node `source` through this module
+        built = nni_cell(arch).layers[target - 1][source]
+        assert type(built).__name__ == module_name
+        if kernel:
+            assert built.op[1].kernel_size == kernel
+        # the benchmark's string names it at this edge's place, node by node
+        nodes = [part.strip('|').split('|') for part in space_nb201.to_string(arch).split('+')]
+        assert nodes[target - 1][source] == f'{space_nb201.BENCHMARK_OPS[op]}~{source}'
+        # and the table reads it as its parameter Op<position>
+        params = space_nb201.table_params(arch)
+        assert params[f'Op{position}'] == space_nb201.BENCHMARK_OPS[op]
+        assert all(value == 'none' for name, value in params.items() if name != f'Op{position}')
+        assert space_nb201.from_table_params(params) == arch
+
+
+@pytest.mark.parametrize('text, needle', [
+    ('|nor_conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|', "'nor_conv_5x5~0' is not"),
+    ('|nor_conv_3x3~0|+|none~0|none~1|', 'a NAS-Bench-201 cell has the keys'),
+])
+def test_a_malformed_cell_string_is_refused(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        space_nb201.from_string(text)
+
+
+def test_diagnostics_tell_noise_from_a_decided_cell():
+    uniform = {'e': {op: 0.2 for op in 'abcde'}}
+    noise = search_diagnostics.diagnose(uniform, {'e': 'a'})
+    assert noise['verdict'] == 'noise' and noise['entropy_ratio'] == pytest.approx(1) and noise['changed'] is None
+    decided = {'e': {'a': 0.6, 'b': 0.1, 'c': 0.1, 'd': 0.1, 'e': 0.1}}
+    assert search_diagnostics.diagnose(decided, {'e': 'a'}, {'e': 'b'})['verdict'] == 'moving'
+    settled = search_diagnostics.diagnose(decided, {'e': 'a'}, {'e': 'a'})
+    assert settled['verdict'] == 'settled' and settled['top2_gap'] == pytest.approx(0.5)
+    assert 'still noise' in search_diagnostics.describe(noise)
+
+
+def test_tiny_nb201_search_writes_every_epochs_cell_and_its_table_scores(tmp_path):
+    out = tmp_path / 'search'
+    args = ['--space', 'nb201', '--dataset', 'digits', '--subset', '128', '--width', '4', '--stage_cells', '1',
+            '--batch_size', '32', '--epochs', '2', '--arch_lr', '0.05', '--beta_decay', '1', '--max_skip', '1',
+            '--threads', '1', '--log_frequency', '1', '--output_dir', str(out)]
+    code, output = run_search(args, tmp_path)
+    assert code == 0, output
+    with open(out / darts_search.EPOCHS_CSV, newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['epoch'] for row in rows] == ['0', '1']
+    for epoch, row in enumerate(rows):
+        arch = json.loads((out / f'epoch_{epoch}.json').read_text())
+        assert space_nb201.check(arch, 'epoch file') and sum(op == 'skip_connect' for op in arch.values()) <= 1
+        score = space_nb201.scores(arch)
+        assert float(row['cifar10']) == score['cifar10'] and int(row['cifar100_rank']) == score['cifar100_rank']
+        assert row['verdict'] in search_diagnostics.VERDICTS and 0 < float(row['entropy_ratio']) <= 1
+        assert f'cell {space_nb201.to_string(arch)}' in output
+        with Image.open(out / f'epoch_{epoch}.png') as png:
+            assert png.width > png.height > 100
+        probs = json.loads((out / f'epoch_{epoch}_probs.json').read_text())
+        assert set(probs) == set(space_nb201.KEYS) and all(len(p) == 5 for p in probs.values())
+    assert json.loads((out / 'final.json').read_text()) == arch
+    assert f'NAS-Bench-201: CIFAR-10 {score["cifar10"]:.2f}% (rank {score["cifar10_rank"]} of 15625)' in output
+    assert 'the table\'s best cell scores 91.61%' in output
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    tags = set()
+    for events in (out / 'tensorboard').glob('events.out.tfevents.*'):
+        tags |= set(EventAccumulator(str(events)).Reload().Tags()['scalars'])
+    assert {'nb201/cifar10', 'nb201/imagenet16-120_rank', 'diagnostics/top2_gap'} <= tags
+
+
+def test_beta_decay_holds_every_op_back_in_proportion_to_its_softmax():
+    alpha = torch.nn.Parameter(torch.tensor([2.0, 0.0, -1.0]))
+
+    class Edge(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._arch_alpha = alpha
+
+    model = torch.nn.Sequential(Edge(), Edge())  # two cells sharing one choice count once
+    assert darts_search.architecture_weights(model) == [alpha]
+    darts_search.beta_decay_loss(model).backward()
+    assert torch.allclose(alpha.grad, torch.softmax(alpha.detach(), -1))
