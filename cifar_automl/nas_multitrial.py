@@ -231,32 +231,13 @@ def sequential_tpe(seed, settings):
     - on_duplicate=random: when TPE proposes a cell it has tried, NNI's `Deduplicator` replaces it
       with the next untried cell in grid order (on_duplicate=grid), which starts at the all-'none'
       cells (10% accuracy). Once TPE's model concentrates, every later trial was such a cell and the
-      search stalled. A random untried cell, drawn with the tuner's generator, replaces it instead.
-      (Asking TPE again, up to 100 times, did no better in a try and took 30 times as long.)
+      search stalled. A random untried cell, drawn with the tuner's generator, replaces it instead
+      (cifar_automl/nni_tuners.py's TPE, which the tuner benchmark uses too). (Asking TPE again, up to 100 times, did no better in a try and took 30 times as long.)
     NNI's TpeTuner minimises by default: the accuracy is maximised."""
-    from nni.algorithms.hpo import random_tuner, tpe_tuner
-    from nni.common.hpo_utils.dedup import Deduplicator
+    from nni.algorithms.hpo import tpe_tuner
     from nni.nas.strategy import hpo
 
-    class RandomDeduplicator(Deduplicator):
-        def __init__(self, space, rng):
-            super().__init__(space)
-            self.rng = rng
-
-        def __call__(self, params):
-            if self._never_dup or self._not_dup(params):
-                return params
-            for _ in range(1000):
-                params = random_tuner.suggest(self.rng, self._space)
-                if self._not_dup(params):
-                    return params
-            return super().__call__(params)  # a space nearly tried out: NNI's grid walk
-
-    class Tuner(tpe_tuner.TpeTuner):
-        def update_search_space(self, space):
-            super().update_search_space(space)
-            if settings['on_duplicate'] == 'random':
-                self.dedup = RandomDeduplicator(self.space, self.rng)
+    from .nni_tuners import TPE  # NNI's TPE whose duplicates are replaced at random
 
     class SequentialTPE(hpo.HPOTunerStrategy):
         def _run(self):
@@ -267,7 +248,8 @@ def sequential_tpe(seed, settings):
                 hpo.time = original
 
     tpe_args = {key: value for key, value in settings.items() if key != 'on_duplicate'}
-    return SequentialTPE(Tuner(optimize_mode='maximize', seed=seed, tpe_args=tpe_args))
+    tuner = TPE if settings['on_duplicate'] == 'random' else tpe_tuner.TpeTuner
+    return SequentialTPE(tuner(optimize_mode='maximize', seed=seed, tpe_args=tpe_args))
 
 
 def in_process_experiment_class():

@@ -15,6 +15,7 @@ its seeds) and `truth[i]` their mean. An evaluation returns one random seed's va
 training would; the truth is what regret is measured against.
 """
 import functools
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -78,7 +79,11 @@ class Table:
 
     def observe(self, params, rng):
         """One evaluation: the value of one of the configuration's seeds, drawn with `rng`."""
-        seeds = self.observations[self.index(params)]
+        return self.observe_row(self.index(params), rng)
+
+    def observe_row(self, row, rng):
+        """`observe` for the configuration of a row."""
+        seeds = self.observations[row]
         seeds = seeds[~np.isnan(seeds)]
         return float(seeds[rng.integers(len(seeds))])
 
@@ -122,7 +127,7 @@ def position(choices, value, what):
     tuner may hand back 0.0005 as 0.0005000000000000001)."""
     for i, choice in enumerate(choices):
         if isinstance(choice, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if np.isclose(value, choice, rtol=1e-6, atol=0):
+            if math.isclose(value, choice, rel_tol=1e-6):
                 return i
         elif value == choice:
             return i

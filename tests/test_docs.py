@@ -15,7 +15,7 @@ from unittest import mock
 import pytest
 
 from cifar_automl import (cell_table, config, darts_search, environment, random_cells, remeasure, report, retrain,
-                          trial)
+                          table_trial, trial, tuner_bench)
 from conftest import REPO
 
 DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
@@ -197,6 +197,13 @@ def check_bench_trial(namespace):
         check_value('model', model, '--models', config.OPTIONS)
 
 
+def check_tuner_bench(namespace):
+    try:
+        tuner_bench.check(namespace)  # tables, tuners and their classArgs, modes
+    except config.ConfigError as error:
+        raise Refused(str(error)) from None
+
+
 # The entry scripts: (main, whether main takes argv, the options for placeholders, the check of its namespace).
 ENTRY_POINTS = {
     'trial/main.py': (trial.main, True, config.OPTIONS, options_checker(config.OPTIONS)),
@@ -214,6 +221,8 @@ ENTRY_POINTS = {
     'bench/bench_darts.py': (lambda: bench_main('bench_darts')(), False, {}, lambda ns: None),
     'bench/gpu_check.py': (lambda argv: bench_main('gpu_check')(argv), True, {}, lambda ns: None),
     'bench/committed_reports.py': (lambda argv: bench_main('committed_reports')(argv), True, {}, lambda ns: None),
+    'trial/table.py': (table_trial.main, True, {}, lambda ns: None),
+    'bench/tuners.py': (tuner_bench.main, True, {}, lambda ns: None if ns.replot else check_tuner_bench(ns)),
 }
 
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 from nni.experiment.config import ExperimentConfig
 
-from cifar_automl import config, trial
+from cifar_automl import config, table_trial, tables, trial
 from cifar_automl.search_space import check_space
 from conftest import REPO
 
@@ -44,21 +44,46 @@ def test_nni_validates_the_config(path, ssh_home):
     assert Path(canonical['trialCodeDirectory']) == REPO
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=[p.name for p in CONFIGS])
+def trial_script(path):
+    """The script the config's trial command runs in the code directory."""
+    exp = load(path)
+    command = shlex.split(exp.trial_command)
+    assert command[0] == 'python3' and (path.parent / exp.trial_code_directory / command[1]).is_file()
+    return command[1]
+
+
+TRAINING_CONFIGS = [p for p in CONFIGS if trial_script(p) == 'trial/main.py']
+TABLE_CONFIGS = [p for p in CONFIGS if trial_script(p) == 'trial/table.py']
+
+
+def test_every_config_runs_a_training_or_a_table_lookup():
+    assert set(TRAINING_CONFIGS) | set(TABLE_CONFIGS) == set(CONFIGS) and TABLE_CONFIGS
+
+
+@pytest.mark.parametrize('path', TRAINING_CONFIGS, ids=[p.name for p in TRAINING_CONFIGS])
 def test_search_space_passes_check_space(path):
     assert check_space(path.parent / load(path).search_space_file)
 
 
 def trial_flags(path):
     """The flags of the config's trial command, which must run trial/main.py in the code directory."""
-    exp = load(path)
-    command = shlex.split(exp.trial_command)
-    assert command[:2] == ['python3', 'trial/main.py'], exp.trial_command
-    assert (path.parent / exp.trial_code_directory / command[1]).is_file()
+    command = shlex.split(load(path).trial_command)
+    assert command[:2] == ['python3', 'trial/main.py'], load(path).trial_command
     return [os.path.expanduser(arg) for arg in command[2:]]
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize('path', TABLE_CONFIGS, ids=[p.name for p in TABLE_CONFIGS])
+def test_table_config_ships_its_tables_search_space_on_a_cpu(path):
+    """A table trial's flags are ones it accepts, and the search space is the one table_trial
+    derives from the table with the trial's encoding (no key the trial would refuse)."""
+    exp = load(path)
+    args = table_trial.build_parser().parse_args(shlex.split(exp.trial_command)[2:])
+    space = json.loads((path.parent / exp.search_space_file).read_text())
+    assert space == table_trial.search_space(tables.load(args.table), args.encoding)
+    assert exp.trial_gpu_number is None and exp.trial_concurrency == 1  # the benchmark's sequential mode
+
+
+@pytest.mark.parametrize('path', TRAINING_CONFIGS, ids=[p.name for p in TRAINING_CONFIGS])
 def test_trial_command_flags_are_ones_the_trial_accepts(path):
     flags = trial_flags(path)
     cfg = config.resolve(flags)
@@ -194,7 +219,7 @@ def test_gpu_config_says_how_to_scale_to_more_gpus(path):
 
 
 def test_cpu_configs_do_not_ask_for_a_gpu():
-    for path in CONFIGS:
+    for path in TRAINING_CONFIGS:
         if load(path).trial_gpu_number is None:
             assert not config.resolve(trial_flags(path)).device.startswith('cuda'), path.name
 

@@ -3,6 +3,7 @@
 and everything a tuner proposes is accepted by the trial (config.resolve)."""
 import json
 import math
+import shlex
 from types import SimpleNamespace
 
 import nni
@@ -15,8 +16,8 @@ from nni.experiment.config import ExperimentConfig
 from nni.runtime import msg_dispatcher_base
 from nni.runtime.tuner_command_channel import CommandType
 
-from cifar_automl import config
-from cifar_automl.nni_tuners import Hyperband
+from cifar_automl import config, table_trial, tables
+from cifar_automl.nni_tuners import Hyperband, OptunaTPE
 from conftest import REPO
 
 CONFIGS = sorted((REPO / 'nni_configs').glob('*.yml'))
@@ -37,8 +38,25 @@ def tuner_configs():
         tuner = exp.tuner.json()
         if tuner.get('className') == 'cifar_automl.nni_tuners.Hyperband':
             continue  # an advisor: test_hyperband_* below
-        found.append(pytest.param(tuner, exp.search_space, id=f'{path.stem}-{tuner.get("name")}'))
+        name = tuner.get('name') or tuner['className'].rsplit('.', 1)[-1]
+        found.append(pytest.param(tuner, exp.search_space, trial_check(exp), id=f'{path.stem}-{name}'))
     return found
+
+
+def trial_check(exp):
+    """What the config's trial does with a tuner's parameters before any work: raises on anything
+    it refuses. trial/main.py resolves them into its config; trial/table.py looks them up."""
+    command = shlex.split(exp.trial_command)
+    if command[1] == 'trial/table.py':
+        args = table_trial.build_parser().parse_args(command[2:])
+        table = tables.load(args.table)
+        space = table_trial.search_space(table, args.encoding)
+        return lambda parameters: table_trial.evaluate(table, parameters, space, np.random.default_rng(0))
+
+    def resolve(parameters):
+        config.resolve([], parameters)
+        assert set(config.flatten_nni_params(parameters)) <= set(exp.search_space) | nested_keys(exp.search_space)
+    return resolve
 
 
 def assessor_configs():
@@ -53,8 +71,8 @@ def test_the_course_tuners_are_shipped():
     assert 'Medianstop' in assessors
 
 
-@pytest.mark.parametrize('tuner_json, space', tuner_configs())
-def test_tuner_proposes_parameters_the_trial_accepts(tuner_json, space):
+@pytest.mark.parametrize('tuner_json, space, trial_accepts', tuner_configs())
+def test_tuner_proposes_parameters_the_trial_accepts(tuner_json, space, trial_accepts):
     """25 rounds: past TPE's 20 random start-up trials, so its model-based proposals run too.
     Anneal is hyperopt 0.1.2's, which needs numpy 1.x (requirements.txt pins both)."""
     tuner = _create_algo(tuner_json, 'tuner')
@@ -62,11 +80,10 @@ def test_tuner_proposes_parameters_the_trial_accepts(tuner_json, space):
     rng = np.random.default_rng(0)
     for parameter_id in range(25):
         parameters = tuner.generate_parameters(parameter_id)
-        cfg = config.resolve([], parameters)  # raises ConfigError on anything the trial refuses
-        assert set(config.flatten_nni_params(parameters)) <= set(space) | nested_keys(space)
+        trial_accepts(parameters)  # raises ConfigError on anything the trial refuses
         accuracy = float(rng.uniform(10, 95))
         tuner.receive_trial_result(parameter_id, parameters, accuracy)
-        assert cfg.epochs >= 1
+        tuner.trial_end(parameter_id, True)
 
 
 def test_anneal_runs_on_the_pinned_numpy_and_hyperopt():
@@ -236,3 +253,79 @@ def test_hyperband_experiment_runs_past_the_first_trial(tmp_path):
         epochs = json.loads(job['hyperParameters'][0])['parameters']['epochs']
         final = json.loads(json.loads(job['finalMetricData'][0]['data']))
         assert final['epochs_run'] == epochs
+
+
+# OptunaTPE: Optuna's TPESampler behind NNI's tuner interface (docs/tuners.md).
+
+def test_optuna_tpe_proposes_within_every_supported_space_type():
+    space = {'lr': {'_type': 'loguniform', '_value': [1e-4, 1e-1]},
+             'momentum': {'_type': 'uniform', '_value': [0.8, 0.95]},
+             'width': {'_type': 'quniform', '_value': [16, 64, 16]},
+             'position': {'_type': 'quniform', '_value': [-0.5, 3.5, 1]},
+             'layers': {'_type': 'randint', '_value': [1, 4]},
+             'batch': {'_type': 'qloguniform', '_value': [32, 512, 32]},
+             'optimizer': {'_type': 'choice', '_value': ['sgd', 'adam', 0.5]}}
+    tuner = OptunaTPE(optimize_mode='minimize', seed=0, n_startup_trials=3)
+    tuner.update_search_space(space)
+    seen = {name: set() for name in space}
+    for parameter_id in range(12):
+        parameters = tuner.generate_parameters(parameter_id)
+        for name, value in parameters.items():
+            seen[name].add(value)
+        tuner.receive_trial_result(parameter_id, parameters, {'default': parameters['lr'], 'other': 1.0})
+    assert 1e-4 <= min(seen['lr']) and max(seen['lr']) <= 1e-1
+    assert seen['width'] <= {16, 32, 48, 64} and seen['position'] <= {0, 1, 2, 3} and seen['layers'] <= {1, 2, 3}
+    assert all(b % 32 == 0 and 32 <= b <= 512 for b in seen['batch'])
+    assert seen['optimizer'] <= {'sgd', 'adam', 0.5}
+    assert len(tuner.study.trials) == 12 and tuner.study.best_value == min(t.value for t in tuner.study.trials)
+
+
+def test_optuna_tpe_refuses_what_it_cannot_propose():
+    tuner = OptunaTPE()
+    with pytest.raises(ValueError, match="'lr' is normal; OptunaTPE takes choice"):
+        tuner.update_search_space({'lr': {'_type': 'normal', '_value': [0, 1]}})
+    with pytest.raises(ValueError, match="'opt' is a nested choice"):
+        tuner.update_search_space({'opt': {'_type': 'choice', '_value': [{'_name': 'sgd', 'm': {
+            '_type': 'uniform', '_value': [0, 1]}}]}})
+
+
+def test_optuna_tpe_marks_a_trial_that_ended_without_a_result_failed_and_resumes_from_imported_data():
+    from optuna.trial import TrialState
+    space = {'x': {'_type': 'uniform', '_value': [0, 1]}, 'k': {'_type': 'quniform', '_value': [0, 10, 5]}}
+    tuner = OptunaTPE(seed=1)
+    tuner.update_search_space(space)
+    parameters = tuner.generate_parameters(0)
+    tuner.trial_end(0, False)
+    assert tuner.study.trials[0].state is TrialState.FAIL
+    tuner.receive_trial_result(0, parameters, 1.0)  # a late result for an ended trial is ignored, not an error
+    resumed = OptunaTPE(seed=1)
+    resumed.update_search_space(space)
+    resumed.import_data([{'parameter': {'x': 0.25, 'k': 10.0}, 'value': {'default': 0.7}}])
+    [trial] = resumed.study.trials
+    assert trial.params == {'x': 0.25, 'k': 2} and trial.value == 0.7
+
+
+def test_nni_tpe_walks_the_grid_on_a_discrete_space_and_the_fixed_tpe_draws_at_random():
+    """On a space of choices only, NNI's TPE soon proposes what it proposed before, and its
+    Deduplicator substitutes the next unseen configuration in grid order; the repository's TPE
+    draws the substitute at random. 625 configurations, 80 proposals."""
+    from nni.algorithms.hpo.tpe_tuner import TpeTuner
+    from cifar_automl.nni_tuners import TPE
+    space = {f'op{i}': {'_type': 'choice', '_value': list('abcde')} for i in range(4)}
+
+    def proposals(tuner):
+        tuner.update_search_space(space)
+        proposed = []
+        for parameter_id in range(80):
+            parameters = tuner.generate_parameters(parameter_id)
+            proposed.append(''.join(parameters[f'op{i}'] for i in range(4)))
+            tuner.receive_trial_result(parameter_id, parameters, sum(p == 'c' for p in proposed[-1]))
+        return tuner, proposed
+
+    stock, stock_proposed = proposals(TpeTuner(optimize_mode='maximize', seed=0))
+    fixed, fixed_proposed = proposals(TPE(optimize_mode='maximize', seed=0))
+    assert stock.dedup._grid_search is not None  # NNI's grid search took over ...
+    assert stock_proposed[40:] == sorted(stock_proposed[40:])  # ... and walks the grid: 'abaa', 'abab', ...
+    assert all(p[0] == 'a' for p in stock_proposed[40:]) and 'cccc' not in stock_proposed
+    assert fixed.dedup._grid_search is None and len(set(fixed_proposed)) == 80
+    assert sum(p[0] == 'a' for p in fixed_proposed[40:]) < 15 and 'cccc' in fixed_proposed
