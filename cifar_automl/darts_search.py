@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -84,6 +85,9 @@ OPTIONS = {
                               'every op\'s softmax back in proportion to its size; the weight rises linearly from 0 at '
                               'the first step to this at the last (0: off)', low=0.0, high=1000.0),
     # skip-connection collapse
+    'aux_skip': Option(0.0, 'DARTS- (Chu et al. 2021), nb201 space: every mixed edge adds its input times this weight, '
+                            'decayed linearly to 0 over the search, so that the searchable skip_connect no longer '
+                            'wins edges only because it carries the gradient (0: off)', low=0.0, high=10.0),
     'export_none': Option(False, 'nb201 space: the export may choose the zero op (none) for an edge, as NNI\'s '
                                  'does; by default an edge takes its strongest other op, DARTS\'s discretization rule '
                                  '(the darts space never exports it)'),
@@ -120,7 +124,7 @@ OPTIONS = {
 # silently change the search. The other options (device, threads, ...) may change.
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
-                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'export_none',
+                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip', 'export_none',
                    'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
@@ -277,6 +281,8 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
             self.stats = {'weights': EpochStats(), 'arch': EpochStats()}
 
         def training_step(self, batch, batch_idx):
+            step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
+            schedule.progress = step / max(1, cfg.epochs * steps_per_epoch - 1)  # 0 at the first step, 1 at the last
             images, labels = batch
             logits = self(images)
             loss = self.criterion(logits, labels)
@@ -288,9 +294,7 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
                 self.log('train_loss', loss)
                 self.log('train_acc', (logits.argmax(1) == labels).float().mean())
             elif cfg.beta_decay:
-                step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
-                weight = cfg.beta_decay * step / max(1, cfg.epochs * steps_per_epoch - 1)
-                loss = loss + weight * beta_decay_loss(self.model)
+                loss = loss + cfg.beta_decay * schedule.progress * beta_decay_loss(self.model)
             return loss
 
         def configure_optimizers(self):
@@ -330,23 +334,26 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
         pass
 
     clip = cfg.grad_clip or None
+    schedule = types.SimpleNamespace(progress=0.0)  # the search's progress, for the regularizers' schedules
 
-    class FastCpuOps:
-        """NNI's DARTS strategy builds each mixed op's candidates anew when it makes the supernet, so the
-        swap comes after."""
+    class SupernetChanges:
+        """What this search changes in NNI's supernet, once NNI's strategy has built it (it builds each mixed
+        op's candidates anew): the CPU ops, DARTS-'s auxiliary skips."""
 
         def mutate_model(self, model):
             model = super().mutate_model(model)
             if cpu_ops:
                 from .cpu_ops import speed_up
                 speed_up(model)
+            if cfg.aux_skip:
+                add_auxiliary_skips(model, lambda: cfg.aux_skip * (1 - schedule.progress))
             return model
 
-    class DartsStrategy(FastCpuOps, DARTS):
+    class DartsStrategy(SupernetChanges, DARTS):
         def configure_oneshot_module(self, training_module):
             return DartsModule(training_module, gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
 
-    class GumbelDartsStrategy(FastCpuOps, GumbelDARTS):
+    class GumbelDartsStrategy(SupernetChanges, GumbelDARTS):
         def configure_oneshot_module(self, training_module):
             return GumbelDartsModule(training_module, LinearTemperatureScheduler(*GUMBEL_TEMPERATURE),
                                      gradient_clip_val=clip, warmup_epochs=cfg.arch_warmup)
@@ -364,6 +371,18 @@ def architecture_weights(model):
         vectors = alpha.values() if isinstance(alpha, torch.nn.ParameterDict) else [alpha] if alpha is not None else []
         unique.update({id(vector): vector for vector in vectors})
     return list(unique.values())
+
+
+def add_auxiliary_skips(model, weight):
+    """DARTS-'s auxiliary skip connection: each mixed layer (an edge of one architecture weight vector)
+    whose output has its input's shape adds its input times weight(). Returns how many were added."""
+    added = 0
+    for module in model.modules():
+        if isinstance(getattr(module, '_arch_alpha', None), torch.nn.Parameter):
+            module.register_forward_hook(
+                lambda _, inputs, out: out + weight() * inputs[0] if out.shape == inputs[0].shape else out)
+            added += 1
+    return added
 
 
 def beta_decay_loss(model):

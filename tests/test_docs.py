@@ -2,6 +2,7 @@
 leads to a file (and heading) of this repository, every docs/results/ path they name exists, and
 every command they show, in a ```bash block or inline as `python ...` or `nnictl ...`, parses with
 its entry script's own parser and value checks: known flags, allowed values, existing configs."""
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -14,8 +15,8 @@ from unittest import mock
 
 import pytest
 
-from cifar_automl import (cell_table, config, darts_search, environment, random_cells, remeasure, report, retrain,
-                          table_trial, trial, tuner_bench)
+from cifar_automl import (cell_table, config, darts_search, environment, nas_multitrial, random_cells, remeasure,
+                          report, retrain, search_summary, space_nb201, table_trial, trial, tuner_bench)
 from conftest import REPO
 
 DOCS = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
@@ -197,6 +198,18 @@ def check_bench_trial(namespace):
         check_value('model', model, '--models', config.OPTIONS)
 
 
+def check_multitrial(namespace):
+    options_checker(nas_multitrial.OPTIONS)(namespace)
+    given = {name: getattr(namespace, name, opt.default) for name, opt in nas_multitrial.OPTIONS.items()}
+    try:
+        nas_multitrial.strategies(argparse.Namespace(**given))
+    except config.ConfigError as error:
+        raise Refused(str(error)) from None
+    for dataset in nas_multitrial.datasets(argparse.Namespace(**given)):
+        if dataset not in space_nb201.TABLES:
+            raise Refused(f'--datasets: no NAS-Bench-201 dataset {dataset!r}')
+
+
 def check_tuner_bench(namespace):
     try:
         tuner_bench.check(namespace)  # tables, tuners and their classArgs, modes
@@ -222,6 +235,8 @@ ENTRY_POINTS = {
     'bench/gpu_check.py': (lambda argv: bench_main('gpu_check')(argv), True, {}, lambda ns: None),
     'bench/committed_reports.py': (lambda argv: bench_main('committed_reports')(argv), True, {}, lambda ns: None),
     'trial/table.py': (table_trial.main, True, {}, lambda ns: None),
+    'nas/multitrial.py': (nas_multitrial.main, True, nas_multitrial.OPTIONS, check_multitrial),
+    '-m cifar_automl.search_summary': (search_summary.main, True, {}, lambda ns: None),
     'bench/tuners.py': (tuner_bench.main, True, {}, lambda ns: None if ns.replot else check_tuner_bench(ns)),
 }
 
