@@ -86,8 +86,10 @@ OPTIONS = {
                               'the first step to this at the last (0: off)', low=0.0, high=1000.0),
     # skip-connection collapse
     'aux_skip': Option(0.0, 'DARTS- (Chu et al. 2021), nb201 space: every mixed edge adds its input times this weight, '
-                            'decayed linearly to 0 over the search, so that the searchable skip_connect no longer '
-                            'wins edges only because it carries the gradient (0: off)', low=0.0, high=10.0),
+                            'decayed linearly to 0 over --aux_skip_epochs, so that the searchable skip_connect no '
+                            'longer wins edges only because it carries the gradient (0: off)', low=0.0, high=10.0),
+    'aux_skip_epochs': Option(0, 'the epochs over which --aux_skip decays to 0; the search goes on without it after '
+                                 'them (0: the whole search, as DARTS- does)', low=0),
     'export_none': Option(False, 'nb201 space: the export may choose the zero op (none) for an edge, as NNI\'s '
                                  'does; by default an edge takes its strongest other op, DARTS\'s discretization rule '
                                  '(the darts space never exports it)'),
@@ -112,7 +114,7 @@ OPTIONS = {
     # run control
     'seed': _TRIAL['seed'],
     'preset': Option('', 'a named group of the settings above (see PRESETS in cifar_automl/darts_search.py and '
-                         'docs/darts.md), overridden by explicit flags', choices=('', 'cifar_cpu')),
+                         'docs/darts.md), overridden by explicit flags', choices=('', 'cifar_cpu', 'nb201_cpu')),
     'log_frequency': Option(20, 'print progress every this many steps (0: only per epoch)', low=0),
     'output_dir': Option('', 'where the per-epoch architectures, drawings, TensorBoard logs and the checkpoint go '
                              '(default: outputs/darts-<time>)'),
@@ -124,8 +126,9 @@ OPTIONS = {
 # silently change the search. The other options (device, threads, ...) may change.
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
-                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip', 'export_none',
-                   'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+                   'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip',
+                   'aux_skip_epochs', 'export_none', 'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed',
+                   'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -137,6 +140,13 @@ PRESETS = {
     # the skip connections that a short, fast search favours.
     'cifar_cpu': dict(dataset='cifar10', subset=5000, width=8, num_cells=5, epochs=10, batch_size=64, arch_lr=1e-3,
                       max_skip=2),
+    # NAS-Bench-201 on CIFAR-10 on 2 CPU cores, from the tries of docs/results/nb201_tries: a one-cell-a-stage,
+    # width-8 supernet, 5000 images a half (78 steps an epoch), 12 epochs, 3.5 minutes here; 936 architecture
+    # steps at ten times the paper's learning rate, so that the weights separate in that time. DARTS-'s
+    # auxiliary skip over the first half keeps the searchable skip_connect from winning edges for carrying the
+    # gradient; the second half searches without it, under the P-DARTS cap of one skip edge.
+    'nb201_cpu': dict(space='nb201', dataset='cifar10', subset=10000, width=8, stage_cells=1, epochs=12,
+                      batch_size=64, arch_lr=3e-3, aux_skip=1.0, aux_skip_epochs=6, max_skip=1),
 }
 
 SearchConfig = dataclasses.make_dataclass(
@@ -283,6 +293,8 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
         def training_step(self, batch, batch_idx):
             step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
             schedule.progress = step / max(1, cfg.epochs * steps_per_epoch - 1)  # 0 at the first step, 1 at the last
+            decay_steps = (cfg.aux_skip_epochs or cfg.epochs) * steps_per_epoch
+            schedule.aux_skip = cfg.aux_skip * max(0.0, 1 - step / decay_steps)
             images, labels = batch
             logits = self(images)
             loss = self.criterion(logits, labels)
@@ -334,7 +346,7 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
         pass
 
     clip = cfg.grad_clip or None
-    schedule = types.SimpleNamespace(progress=0.0)  # the search's progress, for the regularizers' schedules
+    schedule = types.SimpleNamespace(progress=0.0, aux_skip=cfg.aux_skip)  # the regularizers' schedules, per step
 
     class SupernetChanges:
         """What this search changes in NNI's supernet, once NNI's strategy has built it (it builds each mixed
@@ -346,7 +358,7 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
                 from .cpu_ops import speed_up
                 speed_up(model)
             if cfg.aux_skip:
-                add_auxiliary_skips(model, lambda: cfg.aux_skip * (1 - schedule.progress))
+                add_auxiliary_skips(model, lambda: schedule.aux_skip)
             return model
 
     class DartsStrategy(SupernetChanges, DARTS):
@@ -673,7 +685,7 @@ def run(cfg):
     experiment.config.experiment_working_directory = str(output_dir / 'nni')
     size = (f'{cfg.num_cells} cells' if cfg.space == 'darts'
             else f'3 stages of {cfg.stage_cells} cell{"s" * (cfg.stage_cells != 1)}')
-    log(f'{cfg.space} search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
+    log(f'{space.TITLE} search ({cfg.strategy}) on {cfg.dataset}: {len(weights_loader.labels)} images for the weights, '
         f'{len(arch_loader.labels)} for the architecture, batch {cfg.batch_size} ({len(weights_loader)} steps per '
         f'epoch); {size} of width {cfg.width}; device {device}, precision {precision}, '
         f'{torch.get_num_threads()} thread{"s" * (torch.get_num_threads() != 1)}; output {output_dir}; '

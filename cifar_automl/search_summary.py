@@ -18,8 +18,8 @@ from .config import ConfigError
 from .files import atomic_write_text
 
 # The settings that tell two configurations apart in the table, beside the space and the strategy.
-SHOWN = ('subset', 'width', 'cells', 'epochs', 'batch_size', 'arch_lr', 'arch_warmup', 'beta_decay', 'export_none',
-         'max_skip')
+SHOWN = ('subset', 'width', 'cells', 'epochs', 'batch_size', 'arch_lr', 'arch_warmup', 'beta_decay', 'aux_skip',
+         'aux_skip_epochs', 'export_none', 'max_skip')
 CAPS = (-1, 0, 1, 2)
 
 

@@ -11,6 +11,7 @@ import json
 from .files import atomic_write_json
 
 NAME = 'darts'
+TITLE = 'DARTS'  # how the log names the space
 SKIP = 'skip_connect'
 
 

@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .files import atomic_write_json
 
 NAME = 'nb201'
+TITLE = 'NAS-Bench-201'  # how the log names the space
 LABEL = 'cell'  # NNI's label scope: every cell of the network shares its six choices
 # The edges in the benchmark's string order, which is also the table's parameters Op0..Op5.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
