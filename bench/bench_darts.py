@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from cifar_automl import darts_search  # noqa: E402
 from cifar_automl.config import ArgumentParser, exit_status  # noqa: E402
 from cifar_automl.environment import import_nni_nas, require_working_nni_lock  # noqa: E402
+from cifar_automl.training import matmul_rate  # noqa: E402
 
 VARIANTS = ('plain', 'nni', 'nni+cpu_ops')
 
@@ -99,16 +100,6 @@ def step_flops(args):
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(net(images), labels).backward()
     return 2 * counter.get_total_flops()
-
-
-def matmul_rate(size=2048, repeats=10):
-    """FLOP/s of an fp32 size x size matrix multiply: what this CPU's cores do at best."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
 def plain_steps(args):
@@ -183,7 +174,7 @@ def child(args):
     torch.set_num_threads(args.threads)
     import_nni_nas()
     if args.variant == 'flops':
-        print(json.dumps({'flops': step_flops(args), 'matmul': matmul_rate()}))
+        print(json.dumps({'flops': step_flops(args), 'matmul': matmul_rate(torch.float32)}))
         return
     times, cpu_times, before, weights, alphas = (plain_steps if args.variant == 'plain' else nni_steps)(args)
     print(json.dumps({'step_s': statistics.median(times[args.warmup:]), 'min_step_s': min(times[args.warmup:]),

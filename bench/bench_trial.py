@@ -32,8 +32,8 @@ from cifar_automl.config import ArgumentParser  # noqa: E402
 from cifar_automl.augment import CIFAR10_MEAN, CIFAR10_STD, BatchLoader  # noqa: E402
 from cifar_automl.data import Split, load_cifar10  # noqa: E402
 from cifar_automl.models import build_model  # noqa: E402
-from cifar_automl.training import (autocast_dtype, build_optimizer, cpu_has_bf16_units, prepare_model,  # noqa: E402
-                                   train_epoch)
+from cifar_automl.training import (autocast_dtype, build_optimizer, cpu_has_bf16_units, matmul_rate,  # noqa: E402
+                                   prepare_model, train_epoch)
 
 
 class CourseStyleCifar(torch.utils.data.Dataset):
@@ -70,16 +70,6 @@ def course_style_epoch(model_name, split, batch_size, workers):
         optimizer.step()
         seen += len(labels)
     return seen / (time.perf_counter() - start)
-
-
-def matmul_rate(dtype, size=2048, repeats=10):
-    """FLOP/s of a size x size matrix multiply: what this machine's cores can do at best."""
-    a, b = (torch.randn(size, size).to(dtype) for _ in range(2))
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
 
 
 def training_flops_per_image(model_name):

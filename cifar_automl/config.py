@@ -241,6 +241,13 @@ def build_parser(description='', options=None):
     return parser
 
 
+def parse_flags(description, options, argv=None):
+    """The flags given on the command line, each checked and converted: {name: value}. Options left out
+    are absent, so the caller's dataclass supplies their defaults."""
+    args = vars(build_parser(description, options).parse_args(argv))
+    return {name: check_value(name, value, f'--{name}', options) for name, value in args.items()}
+
+
 def _metavar(opt):
     if opt.choices:
         return '{' + ','.join(str(c) for c in opt.choices if c != '') + '}'

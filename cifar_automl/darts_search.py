@@ -47,6 +47,7 @@ from .files import atomic_write_json
 from .training import autocast_dtype, log, lr_at, select_device
 
 # ============================================================ Config
+DESCRIPTION = __doc__.split('\n\n')[0].replace('\n', ' ')  # --help's first paragraph
 # The DARTS paper's CIFAR-10 search (section 3.3 and its cnn/train_search.py) is the default.
 # Options shared with the trial keep the trial's names and meanings.
 _TRIAL = config.OPTIONS
@@ -161,9 +162,7 @@ SPACES = {space.NAME: space for space in (space_darts, space_nb201)}
 
 def resolve(argv=None):
     """Defaults < (with --resume) the resumed search's config < flags. Raises ConfigError."""
-    given = vars(build_parser().parse_args(argv))
-    for name, value in given.items():
-        given[name] = config.check_value(name, value, f'--{name}', OPTIONS)
+    given = config.parse_flags(DESCRIPTION, OPTIONS, argv)
     values = {name: opt.default for name, opt in OPTIONS.items()}
     values.update(PRESETS.get(given.get('preset', ''), {}))
     if given.get('resume'):
@@ -188,7 +187,7 @@ def resolve(argv=None):
 
 
 def build_parser():
-    return config.build_parser(__doc__.split('\n\n')[0].replace('\n', ' '), OPTIONS)
+    return config.build_parser(DESCRIPTION, OPTIONS)
 
 
 def default_output_dir():

@@ -137,9 +137,7 @@ def parse_value(text, opt):
 
 
 def resolve(argv=None):
-    args = vars(config.build_parser(__doc__.split('\n\n')[0].replace('\n', ' '), OPTIONS).parse_args(argv))
-    args = {name: config.check_value(name, value, f'--{name}', OPTIONS) for name, value in args.items()}
-    cfg = MultitrialConfig(**args)
+    cfg = MultitrialConfig(**config.parse_flags(__doc__.split('\n\n')[0].replace('\n', ' '), OPTIONS, argv))
     if not cfg.output_dir:
         raise ConfigError('--output_dir: where should the results go? (e.g. --output_dir runs/multitrial)')
     names = datasets(cfg)

@@ -72,8 +72,7 @@ def main(argv=None):
 
 def resolve(argv=None):
     """The config (paper defaults < flags) and the names of the flags given explicitly."""
-    args = vars(config.build_parser(__doc__.split('\n')[0], OPTIONS).parse_args(argv))
-    args = {name: config.check_value(name, value, f'--{name}', OPTIONS) for name, value in args.items()}
+    args = config.parse_flags(__doc__.split('\n')[0], OPTIONS, argv)
     return RetrainConfig(**args), set(args)
 
 

@@ -124,6 +124,17 @@ def cpu_has_bf16_units():
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
+def matmul_rate(dtype, size=2048, repeats=10):
+    """FLOP/s of a size x size matrix multiply: what this machine's cores can do at best, the yardstick
+    of the benchmarks' efficiency figures."""
+    a, b = (torch.randn(size, size).to(dtype) for _ in range(2))
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size ** 3 * repeats / (time.perf_counter() - start)
+
+
 def autocast_dtype(precision, device, cpu_bf16_pays=True):
     """bf16 where the hardware has it (on a CPU with AVX512-BF16 or AMX, bench/bench_trial.py measured
     resnet9 in bf16 and channels-last 2.8x as fast as in fp32 NCHW), fp16 on GPUs without bf16; CPUs without bf16
