@@ -292,8 +292,7 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
         def training_step(self, batch, batch_idx):
             step = self.trainer.current_epoch * steps_per_epoch + batch_idx // 2
             schedule.progress = step / max(1, cfg.epochs * steps_per_epoch - 1)  # 0 at the first step, 1 at the last
-            decay_steps = (cfg.aux_skip_epochs or cfg.epochs) * steps_per_epoch
-            schedule.aux_skip = cfg.aux_skip * max(0.0, 1 - step / decay_steps)
+            schedule.aux_skip = aux_skip_weight(cfg, step, steps_per_epoch)
             images, labels = batch
             logits = self(images)
             loss = self.criterion(logits, labels)
@@ -382,6 +381,13 @@ def architecture_weights(model):
         vectors = alpha.values() if isinstance(alpha, torch.nn.ParameterDict) else [alpha] if alpha is not None else []
         unique.update({id(vector): vector for vector in vectors})
     return list(unique.values())
+
+
+def aux_skip_weight(cfg, step, steps_per_epoch):
+    """--aux_skip at the search's first step, falling linearly to 0 at the end of --aux_skip_epochs (of
+    the whole search when 0) and 0 after it."""
+    decay_steps = (cfg.aux_skip_epochs or cfg.epochs) * steps_per_epoch
+    return cfg.aux_skip * max(0.0, 1 - step / decay_steps)
 
 
 def add_auxiliary_skips(model, weight):

@@ -119,3 +119,27 @@ def test_beta_decay_holds_every_op_back_in_proportion_to_its_softmax():
     assert darts_search.architecture_weights(model) == [alpha]
     darts_search.beta_decay_loss(model).backward()
     assert torch.allclose(alpha.grad, torch.softmax(alpha.detach(), -1))
+
+
+def test_the_auxiliary_skip_adds_each_mixed_edges_input_and_fades_over_its_epochs():
+    class Edge(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._arch_alpha = torch.nn.Parameter(torch.zeros(5))
+
+        def forward(self, x):
+            return 2 * x
+
+    weight = [0.5]
+    edge = Edge()
+    assert darts_search.add_auxiliary_skips(edge, lambda: weight[0]) == 1
+    x = torch.ones(3)
+    assert torch.equal(edge(x), 2.5 * x)  # the op's output plus weight x input
+    weight[0] = 0.0
+    assert torch.equal(edge(x), 2 * x)
+
+    cfg = darts_search.SearchConfig(aux_skip=1.0, aux_skip_epochs=6, epochs=12)
+    steps = [darts_search.aux_skip_weight(cfg, step, steps_per_epoch=10) for step in (0, 30, 60, 119)]
+    assert steps == [1.0, 0.5, 0.0, 0.0]  # gone after its 6 epochs, the search goes on without it
+    whole = darts_search.SearchConfig(aux_skip=1.0, aux_skip_epochs=0, epochs=12)
+    assert darts_search.aux_skip_weight(whole, 60, steps_per_epoch=10) == 0.5  # 0: over the whole search, as DARTS-
