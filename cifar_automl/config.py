@@ -329,9 +329,7 @@ def flatten_nni_params(params):
 
 def resolve(cli_args=None, nni_params=None):
     """Defaults < preset < command-line flags < NNI parameters. Raises ConfigError."""
-    args = vars(build_parser().parse_args(cli_args))
-    for name, value in args.items():
-        check_value(name, value, f'--{name}')
+    args = parse_flags('', OPTIONS, cli_args)
     values = dict(PRESETS.get(args.get('preset', ''), {}))
     values.update(args)
     for name, value in flatten_nni_params(nni_params or {}).items():
