@@ -97,6 +97,15 @@ OPTIONS = {
     'max_skip': Option(-1, 'P-DARTS cap at export: the normal cell (darts) or the cell (nb201) keeps at most this '
                            'many skip_connect edges (those of highest softmax weight); each other one takes its '
                            'edge\'s best op other than skip and none (-1: no cap)', low=-1, high=8),
+    # architecture selection
+    'select': Option('argmax', 'how the final cell is read from the trained supernet: argmax (each edge\'s op of '
+                               'highest architecture weight, DARTS\'s rule) or perturbation (nb201 space: DARTS-PT\'s '
+                               'selection, Wang et al. 2021: edge by edge, the op whose removal costs the supernet '
+                               'the most held-out accuracy; cifar_automl/perturbation.py). With --arch_warmup equal to '
+                               '--epochs the architecture weights never move, DARTS-PT\'s "fixed alpha"',
+                     choices=('argmax', 'perturbation')),
+    'select_tune_epochs': Option(1, '--select perturbation: epochs the supernet\'s weights train on after each '
+                                    'edge is decided, at a tenth of --initial_lr', low=0),
     'skip_patience': Option(0, 'stop the search once the capped cell has had more skip_connect edges than its fewest '
                                'so far for this many epochs in a row; final.json is then the cell of the epoch before '
                                'the growth (0: never stop early)', low=0),
@@ -128,8 +137,8 @@ OPTIONS = {
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
                    'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip',
-                   'aux_skip_epochs', 'export_none', 'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed',
-                   'preset')
+                   'aux_skip_epochs', 'export_none', 'select', 'select_tune_epochs', 'max_skip', 'skip_patience',
+                   'crop_padding', 'flip', 'seed', 'preset')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -174,6 +183,11 @@ def resolve(argv=None):
             if not (output_dir / needed).is_file():
                 raise ConfigError(f'--resume: {output_dir / needed} is missing; no search to continue in {output_dir}')
         saved = json.loads((output_dir / CONFIG_FILE).read_text())
+        done = output_dir / SKIP_COUNTS_FILE  # a line per finished epoch
+        if done.is_file() and len(json.loads(done.read_text())) >= saved['epochs']:
+            raise ConfigError(f'--resume: the search in {output_dir} finished all its {saved["epochs"]} epochs; '
+                              f'nothing is left to continue (a --select perturbation stopped after the last epoch '
+                              f'starts again with a new search)')
         for name in SEARCH_DEFINING:
             was = saved.get(name, OPTIONS[name].default)  # a search saved before the option existed had its default
             if name in given and given[name] != was:
@@ -184,6 +198,9 @@ def resolve(argv=None):
     cfg = SearchConfig(**values)
     if cfg.ending_lr > cfg.initial_lr:
         raise ConfigError(f'--ending_lr {cfg.ending_lr} exceeds --initial_lr {cfg.initial_lr}: the cosine decays')
+    if cfg.select == 'perturbation' and cfg.space != 'nb201':
+        raise ConfigError('--select perturbation works on --space nb201 only: a DARTS cell also chooses each node\'s '
+                          'two inputs, which this selection does not decide')
     return cfg
 
 
@@ -499,6 +516,7 @@ def make_monitor(cfg, space, output_dir):
             self.first_epoch = 0
             self.skip_counts = []  # per epoch, as skip_counts.json
             self.rows = []  # per epoch, as search.csv
+            self.oneshot_module = None
 
         def on_train_start(self, trainer, pl_module):
             from torch.utils.tensorboard import SummaryWriter
@@ -588,6 +606,11 @@ def make_monitor(cfg, space, output_dir):
                 self.writer.add_scalar(tag, value, epoch)
             self.writer.flush()
 
+        def setup(self, trainer, pl_module, stage):
+            # The supernet, for --select perturbation: kept here because a resumed search whose epochs
+            # were all done skips the training hooks, and a checkpoint loads into this same module.
+            self.oneshot_module = pl_module
+
         def on_train_end(self, trainer, pl_module):
             self.writer.close()
 
@@ -636,6 +659,27 @@ def save_checkpoint(trainer, path):
     os.replace(partial, path)
 
 
+# ============================================================ Selection by perturbation
+
+SELECTION_FILE = 'selection.json'
+
+
+def select_by_perturbation(cfg, oneshot_module, weights_loader, arch_loader, output_dir):
+    """DARTS-PT's cell from the trained supernet (cifar_automl/perturbation.py). selection.json gets the
+    cell, every measurement in decision order and the selection's seconds. Returns (arch, how the log
+    names it)."""
+    from .perturbation import select
+    log(f'selecting the cell by perturbation (DARTS-PT): edge by edge, the op whose removal costs the supernet '
+        f'the most accuracy on the {len(arch_loader.labels)} architecture images; {cfg.select_tune_epochs} '
+        f'epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each edge')
+    training_module = oneshot_module.training_module
+    start = time.perf_counter()
+    arch, record = select(training_module.model, training_module.criterion, weights_loader, arch_loader, cfg)
+    atomic_write_json({'seconds': round(time.perf_counter() - start, 1), 'cell': arch, 'edges': record},
+                      output_dir / SELECTION_FILE)
+    return arch, f'selected by perturbation, {SELECTION_FILE}'
+
+
 # ============================================================ Run
 
 def lightning_precision(cfg, device):
@@ -676,11 +720,12 @@ def run(cfg):
     from nni.nas.experiment import NasExperiment
 
     space = SPACES[cfg.space]
+    monitor = make_monitor(cfg, space, output_dir)
     search_module, strategy = build_modules(cfg, len(weights_loader), num_classes, use_channels_last(cfg, device),
                                             cpu_ops=cfg.cpu_ops and device.type == 'cpu')
     trainer = Trainer(max_epochs=cfg.epochs, accelerator='gpu' if device.type == 'cuda' else 'cpu',
                       devices=[device.index or 0] if device.type == 'cuda' else 1,  # the GPU --device cuda:N names
-                      precision=precision, callbacks=[make_monitor(cfg, space, output_dir)], logger=False,
+                      precision=precision, callbacks=[monitor], logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       default_root_dir=str(output_dir))
     fit_kwargs = {'ckpt_path': str(output_dir / CHECKPOINT_FILE)} if cfg.resume else {}
@@ -698,17 +743,24 @@ def run(cfg):
         f'setup {time.perf_counter() - setup_start:.1f}s')
     search_start = time.perf_counter()
     experiment.run()
-    # The epoch's cell as written (after --max_skip), not NNI's export_top_models (before it).
-    final_epoch = chosen_epoch(json.loads((output_dir / SKIP_COUNTS_FILE).read_text()), cfg.skip_patience)
-    arch = json.loads((output_dir / f'epoch_{final_epoch}.json').read_text())
+    if cfg.select == 'perturbation':
+        arch, selected = select_by_perturbation(cfg, monitor.oneshot_module, weights_loader, arch_loader, output_dir)
+    else:  # the epoch's cell as written (after --max_skip), not NNI's export_top_models (before it)
+        final_epoch = chosen_epoch(json.loads((output_dir / SKIP_COUNTS_FILE).read_text()), cfg.skip_patience)
+        arch = json.loads((output_dir / f'epoch_{final_epoch}.json').read_text())
+        selected = f'epoch {final_epoch}'
     score = space.scores(arch)
     space.write(arch, output_dir / f'{FINAL_NAME}.json')
-    space.plot(arch, output_dir / f'{FINAL_NAME}.png', describe_cell(f'final (epoch {final_epoch})', score))
+    space.plot(arch, output_dir / f'{FINAL_NAME}.png', describe_cell(f'final ({selected})', score))
     log(f'search done in {format_duration(time.perf_counter() - search_start)}; '
-        f'architecture (epoch {final_epoch}) {output_dir / f"{FINAL_NAME}.json"}')
-    with open(output_dir / EPOCHS_CSV, newline='') as f:
-        verdict = list(csv.DictReader(f))[final_epoch]['verdict']
-    log(f'  {search_diagnostics.VERDICTS[verdict]}')
+        f'architecture ({selected}) {output_dir / f"{FINAL_NAME}.json"}')
+    if cfg.select == 'argmax':
+        with open(output_dir / EPOCHS_CSV, newline='') as f:
+            verdict = list(csv.DictReader(f))[final_epoch]['verdict']
+        log(f'  {search_diagnostics.VERDICTS[verdict]}')
+    else:
+        for line in space.summary(arch):
+            log(f'  {line}')
     if score:
         log(f'  NAS-Bench-201: {space_nb201.describe_scores(score)}; the table\'s best cell scores '
             f'{tables.load(space_nb201.TABLES["cifar10"]).best:.2f}% on CIFAR-10')

@@ -5,7 +5,8 @@ configuration: its rows give every seed and, for NAS-Bench-201 searches, the mea
 and the highest CIFAR-10 table accuracy of the cells they exported last, with the search's wall
 time (the sum of its epochs). For nb201 the table also says what the last epoch's architecture
 weights would have exported under each --max_skip: the cap acts at export only, so every search
-answers for every cap. Writes PREFIX.md and PREFIX.csv.
+answers for every cap. A search with --select perturbation is scored by the cell it selected
+(selection.json), its verdict 'selected'. Writes PREFIX.md and PREFIX.csv.
 """
 import argparse
 import csv
@@ -19,7 +20,7 @@ from .files import atomic_write_text
 
 # The settings that tell two configurations apart in the table, beside the space and the strategy.
 SHOWN = ('subset', 'width', 'cells', 'epochs', 'batch_size', 'arch_lr', 'arch_warmup', 'beta_decay', 'aux_skip',
-         'aux_skip_epochs', 'export_none', 'max_skip')
+         'aux_skip_epochs', 'export_none', 'max_skip', 'select', 'select_tune_epochs')
 CAPS = (-1, 0, 1, 2)
 
 
@@ -35,9 +36,15 @@ def read_search(folder):
     last = rows[-1]
     search = {'folder': str(folder), 'config': cfg, 'epochs_done': len(rows),
               'minutes': sum(float(row['seconds']) for row in rows) / 60, 'verdict': last['verdict']}
-    if cfg.get('space') == 'nb201':
+    selection = folder / darts_search.SELECTION_FILE
+    if cfg.get('select') == 'perturbation' and selection.is_file():
+        # The cell DARTS-PT selected after the last epoch; the selection's time counts in the search's.
+        selected = json.loads(selection.read_text())
+        search['minutes'] += selected['seconds'] / 60
+        search['verdict'] = 'selected'
+        search['cifar10'] = space_nb201.scores(selected['cell'])['cifar10']
+    elif cfg.get('space') == 'nb201':
         search['cifar10'] = float(last['cifar10'])
-        search['best_epoch_cifar10'] = max(float(row['cifar10']) for row in rows)
         probs = json.loads((folder / f'epoch_{int(last["epoch"])}_probs.json').read_text())
         search['caps'] = {cap: space_nb201.scores(export(probs, cap, cfg['export_none']))['cifar10'] for cap in CAPS}
     return search
@@ -77,8 +84,9 @@ def summarise(searches):
             row['cifar10'] = ' '.join(f'{v:.2f}' for v in finals)
             row['mean'] = round(statistics.mean(finals), 2)
             row['min'] = min(finals)
-            for cap in CAPS:
-                row[f'max_skip {cap}'] = round(statistics.mean(s['caps'][cap] for s in members), 2)
+            for cap in CAPS:  # argmax exports only: a cap does not apply to a selection by perturbation
+                row[f'max_skip {cap}'] = (round(statistics.mean(s['caps'][cap] for s in members), 2)
+                                          if 'caps' in members[0] else None)
         rows.append(row)
     return rows
 

@@ -297,3 +297,10 @@ def test_help_is_complete_and_says_what_applies_on_cpu():
     assert 'fp32 on CPUs' in text and 'bf16 on GPUs and on CPUs' not in text
     assert 'NHWC memory format on GPUs (ignored on CPU' in text
     assert text.count('outputs/darts-<time>') == 1 and "(default: '')" not in text
+
+
+def test_resume_refuses_a_search_that_finished_its_epochs(tmp_path):
+    out = write_resumable(tmp_path / 'out', epochs=2)
+    (out / darts_search.SKIP_COUNTS_FILE).write_text(json.dumps([{'epoch': 0}, {'epoch': 1}]))
+    with pytest.raises(darts_search.ConfigError, match='finished all its 2 epochs; nothing is left to continue'):
+        darts_search.resolve(['--resume', '--output_dir', str(out)])

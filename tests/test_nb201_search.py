@@ -105,6 +105,18 @@ def test_tiny_nb201_search_writes_every_epochs_cell_and_its_table_scores(tmp_pat
     for events in (out / 'tensorboard').glob('events.out.tfevents.*'):
         tags |= set(EventAccumulator(str(events)).Reload().Tags()['scalars'])
     assert {'nb201/cifar10', 'nb201/imagenet16-120_rank', 'diagnostics/top2_gap'} <= tags
+    row = summary_row(out, tmp_path)
+    assert float(row['cifar10']) == score['cifar10'] and row['verdicts'] == rows[-1]['verdict']
+    assert float(row['max_skip 1']) == score['cifar10']  # the search ran under --max_skip 1
+
+
+def summary_row(search, tmp_path):
+    """search_summary's row for one search."""
+    from cifar_automl import search_summary
+    assert search_summary.main([str(search), '--out', str(tmp_path / 'summary')]) == 0
+    with open(tmp_path / 'summary.csv', newline='') as f:
+        (row,) = csv.DictReader(f)
+    return row
 
 
 def test_beta_decay_holds_every_op_back_in_proportion_to_its_softmax():
@@ -143,3 +155,76 @@ def test_the_auxiliary_skip_adds_each_mixed_edges_input_and_fades_over_its_epoch
     assert steps == [1.0, 0.5, 0.0, 0.0]  # gone after its 6 epochs, the search goes on without it
     whole = darts_search.SearchConfig(aux_skip=1.0, aux_skip_epochs=0, epochs=12)
     assert darts_search.aux_skip_weight(whole, 60, steps_per_epoch=10) == 0.5  # 0: over the whole search, as DARTS-
+
+
+class MixedEdge(torch.nn.Module):
+    """A mixed layer as NNI's DARTS builds one: named ops, a label, architecture weights and their softmax."""
+
+    def __init__(self, ops):
+        super().__init__()
+        self.names, self.label = list(ops), 'cell/0_1'
+        self.ops = torch.nn.ModuleDict(ops)
+        self._arch_alpha = torch.nn.Parameter(torch.zeros(len(ops)))
+        self._softmax = torch.nn.Softmax(-1)
+
+    def forward(self, x):
+        weights = self._softmax(self._arch_alpha)
+        return sum(weight * self.ops[name](x) for weight, name in zip(weights, self.names))
+
+
+def test_perturbation_keeps_the_op_whose_removal_costs_the_supernet_the_most_accuracy():
+    from cifar_automl import perturbation
+    from cifar_automl.augment import BatchLoader, normalize
+    from cifar_automl.data import Split
+    torch.manual_seed(0)
+    teacher, distractor = torch.nn.Linear(3 * 8 * 8, 10), torch.nn.Linear(3 * 8 * 8, 10)
+    images = torch.randint(0, 256, (512, 3, 8, 8), dtype=torch.uint8)
+    labels = teacher(normalize(images).flatten(1)).argmax(1).detach()  # what the teacher op alone gets right
+    # The distractor has the larger architecture weight: argmax would export it.
+    zero = torch.nn.Linear(3 * 8 * 8, 10)
+    torch.nn.init.zeros_(zero.weight), torch.nn.init.zeros_(zero.bias)
+    edge = MixedEdge({'none': zero, 'skip_connect': distractor, 'conv_3x3': teacher})
+    edge._arch_alpha.data = torch.tensor([0.0, 0.5, 0.0])
+    supernet = torch.nn.Sequential(torch.nn.Flatten(), edge)
+    cfg = darts_search.resolve(['--space', 'nb201', '--select', 'perturbation', '--select_tune_epochs', '0',
+                                '--batch_size', '64'])
+    split = Split(images, labels)
+    arch, record = perturbation.select(supernet, torch.nn.CrossEntropyLoss(), split, split, cfg)
+    assert arch == {'cell/0_1': 'conv_3x3'}
+    without = record[0]['accuracy_without']
+    assert without['conv_3x3'] < record[0]['supernet_accuracy'] < without['skip_connect']
+    assert without['none'] == record[0]['supernet_accuracy']  # the zero op's removal changes nothing
+    # Once decided, the edge is its op alone: the supernet is the teacher, right on every image.
+    assert perturbation.accuracy(supernet, BatchLoader(split, 128, 'cpu')) == 100
+
+
+def test_tiny_nb201_search_selects_by_perturbation_and_records_every_measurement(tmp_path):
+    out = tmp_path / 'search'
+    args = ['--space', 'nb201', '--dataset', 'digits', '--subset', '256', '--width', '4', '--stage_cells', '1',
+            '--batch_size', '32', '--epochs', '2', '--arch_warmup', '2', '--select', 'perturbation',
+            '--threads', '1', '--output_dir', str(out)]
+    code, output = run_search(args, tmp_path)
+    assert code == 0, output
+    selection = json.loads((out / darts_search.SELECTION_FILE).read_text())
+    record = selection['edges']
+    assert sorted(step['edge'] for step in record) == sorted(space_nb201.KEYS)
+    for step in record:
+        assert set(step['accuracy_without']) == set(space_nb201.NNI_OPS) and step['chosen'] != 'none'
+        others = {op: acc for op, acc in step['accuracy_without'].items() if op != 'none'}
+        assert others[step['chosen']] == min(others.values())
+    arch = json.loads((out / 'final.json').read_text())
+    assert arch == selection['cell'] == {step['edge']: step['chosen'] for step in record}
+    assert selection['seconds'] > 0
+    row = summary_row(out, tmp_path)
+    assert float(row['cifar10']) == space_nb201.scores(arch)['cifar10'] and row['verdicts'] == 'selected'
+    assert row['select'] == 'perturbation' and row['max_skip 1'] == ''  # the cap is an argmax export's
+    assert 'selection 6/6' in output and f'cell {space_nb201.to_string(arch)}' in output
+    assert f'NAS-Bench-201: CIFAR-10 {space_nb201.scores(arch)["cifar10"]:.2f}%' in output
+    # --arch_warmup equal to --epochs: the architecture weights never moved from NNI's near-uniform start.
+    probs = json.loads((out / 'epoch_1_probs.json').read_text())
+    assert all(abs(p - 0.2) < 0.01 for edge in probs.values() for p in edge.values())
+
+
+def test_perturbation_selection_is_refused_on_the_darts_space():
+    with pytest.raises(ConfigError, match='--select perturbation works on --space nb201 only'):
+        darts_search.resolve(['--select', 'perturbation'])
