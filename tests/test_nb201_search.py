@@ -228,3 +228,14 @@ def test_tiny_nb201_search_selects_by_perturbation_and_records_every_measurement
 def test_perturbation_selection_is_refused_on_the_darts_space():
     with pytest.raises(ConfigError, match='--select perturbation works on --space nb201 only'):
         darts_search.resolve(['--select', 'perturbation'])
+
+
+def test_the_nb201_cpu_preset_is_the_search_whose_three_seeds_are_committed():
+    from conftest import REPO
+    cfg = darts_search.resolve(['--preset', 'nb201_cpu'])
+    assert (cfg.select, cfg.arch_warmup) == ('perturbation', cfg.epochs)  # DARTS-PT's fixed alpha
+    for seed in (0, 1, 2):
+        run = json.loads((REPO / 'docs' / 'results' / 'nb201_cpu' / f'seed{seed}' / darts_search.CONFIG_FILE).read_text())
+        assert run['seed'] == seed
+        assert {name: run[name] for name in darts_search.SEARCH_DEFINING if name not in ('seed', 'preset')} == \
+               {name: getattr(cfg, name) for name in darts_search.SEARCH_DEFINING if name not in ('seed', 'preset')}
