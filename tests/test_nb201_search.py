@@ -230,12 +230,14 @@ def test_perturbation_selection_is_refused_on_the_darts_space():
         darts_search.resolve(['--select', 'perturbation'])
 
 
-def test_the_nb201_cpu_preset_is_the_search_whose_three_seeds_are_committed():
+def test_the_nb201_cpu_preset_is_the_search_whose_seeds_are_committed():
     from conftest import REPO
     cfg = darts_search.resolve(['--preset', 'nb201_cpu'])
     assert (cfg.select, cfg.arch_warmup) == ('perturbation', cfg.epochs)  # DARTS-PT's fixed alpha
-    for seed in (0, 1, 2):
-        run = json.loads((REPO / 'docs' / 'results' / 'nb201_cpu' / f'seed{seed}' / darts_search.CONFIG_FILE).read_text())
+    runs = sorted((REPO / 'docs' / 'results' / 'nb201_cpu').glob('seed*'))
+    assert [folder.name for folder in runs] == ['seed0', 'seed1', 'seed2', 'seed3']
+    for seed, folder in enumerate(runs):
+        run = json.loads((folder / darts_search.CONFIG_FILE).read_text())
         assert run['seed'] == seed
         assert {name: run[name] for name in darts_search.SEARCH_DEFINING if name not in ('seed', 'preset')} == \
                {name: getattr(cfg, name) for name in darts_search.SEARCH_DEFINING if name not in ('seed', 'preset')}
