@@ -9,7 +9,7 @@ weights at all. DARTS-PT asks the supernet instead, one edge at a time, in a ran
     1. for each op of the edge, take the op out of the mixture (its weight 0, the others unchanged)
        and measure the supernet's accuracy on the held-out architecture half;
     2. the edge keeps the op whose removal costs the most accuracy (the zero op, whose removal changes
-       nothing, only with --export_none): its mixture becomes that op alone;
+       nothing, is measured and kept only with --export_none): its mixture becomes that op alone;
     3. the supernet's weights train on for --select_tune_epochs at a tenth of the search's initial
        learning rate, so that the network adapts to the decided edge before the next one is judged.
 
@@ -98,12 +98,14 @@ def select(supernet, criterion, weights_loader, held_out_images, cfg):
     for done, label in enumerate(order, start=1):
         whole = accuracy(supernet, held_out)
         without = {}
+        # Taking out the zero op changes nothing: it is measured (and can be chosen) only where the
+        # export may choose it, which saves a pass over the held-out images an edge.
         for index, op in enumerate(edges[label]):
-            state['removed'] = (label, index)
-            without[op] = round(accuracy(supernet, held_out), 2)
+            if op != 'none' or cfg.export_none:
+                state['removed'] = (label, index)
+                without[op] = round(accuracy(supernet, held_out), 2)
         state['removed'] = None
-        # Taking out the zero op changes nothing; it is chosen only where the export may choose it.
-        chosen = min((op for op in without if op != 'none' or cfg.export_none), key=without.get)
+        chosen = min(without, key=without.get)
         state['decided'][label] = edges[label].index(chosen)
         record.append({'edge': label, 'supernet_accuracy': round(whole, 2), 'accuracy_without': without,
                        'chosen': chosen})
