@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import types
 import warnings
@@ -107,6 +108,13 @@ OPTIONS = {
                      choices=('argmax', 'perturbation')),
     'select_tune_epochs': Option(1, '--select perturbation: epochs the supernet\'s weights train on after each '
                                     'edge is decided, at a tenth of --initial_lr', low=0),
+    'select_once': Option(False, '--select perturbation: judge every edge on the trained supernet as it is, none '
+                                 'decided before another is measured and nothing tuned (DARTS-PT\'s "once" '
+                                 'projection; --select_tune_epochs is then unused)'),
+    'select_from': Option('', 'select again from the trained supernet of the finished search in this directory: '
+                              'its checkpoint and settings, with the selection flags given here (--select, '
+                              '--select_once, --select_tune_epochs, --export_none), written to --output_dir; '
+                              'nothing trains but --select_tune_epochs'),
     'skip_patience': Option(0, 'stop the search once the capped cell has had more skip_connect edges than its fewest '
                                'so far for this many epochs in a row; final.json is then the cell of the epoch before '
                                'the growth (0: never stop early)', low=0),
@@ -138,8 +146,10 @@ OPTIONS = {
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
                    'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip',
-                   'aux_skip_epochs', 'export_none', 'select', 'select_tune_epochs', 'max_skip', 'skip_patience',
-                   'crop_padding', 'flip', 'seed', 'preset')
+                   'aux_skip_epochs', 'export_none', 'select', 'select_tune_epochs', 'select_once', 'max_skip',
+                   'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+# What --select_from may set apart from the finished search it selects from.
+SELECTION_DEFINING = ('select', 'select_tune_epochs', 'select_once', 'export_none')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -176,7 +186,11 @@ def resolve(argv=None):
     given = config.parse_flags(DESCRIPTION, OPTIONS, argv)
     values = {name: opt.default for name, opt in OPTIONS.items()}
     values.update(PRESETS.get(given.get('preset', ''), {}))
-    if given.get('resume'):
+    if given.get('resume') and given.get('select_from'):
+        raise ConfigError('--resume and --select_from: continue a search, or select again from a finished one')
+    if given.get('select_from'):
+        values.update(finished_search(Path(given['select_from']), given))
+    elif given.get('resume'):
         if not given.get('output_dir'):
             raise ConfigError('--resume needs --output_dir: the directory of the search to continue')
         output_dir = Path(given['output_dir'])
@@ -184,11 +198,10 @@ def resolve(argv=None):
             if not (output_dir / needed).is_file():
                 raise ConfigError(f'--resume: {output_dir / needed} is missing; no search to continue in {output_dir}')
         saved = json.loads((output_dir / CONFIG_FILE).read_text())
-        done = output_dir / SKIP_COUNTS_FILE  # a line per finished epoch
-        if done.is_file() and len(json.loads(done.read_text())) >= saved['epochs']:
+        if epochs_done(output_dir) >= saved['epochs']:
             raise ConfigError(f'--resume: the search in {output_dir} finished all its {saved["epochs"]} epochs; '
-                              f'nothing is left to continue (a --select perturbation stopped after the last epoch '
-                              f'starts again with a new search)')
+                              f'nothing is left to continue (to select again from its supernet: --select_from '
+                              f'{output_dir} --output_dir ANOTHER_DIR)')
         for name in SEARCH_DEFINING:
             was = saved.get(name, OPTIONS[name].default)  # a search saved before the option existed had its default
             if name in given and given[name] != was:
@@ -202,7 +215,38 @@ def resolve(argv=None):
     if cfg.select == 'perturbation' and cfg.space != 'nb201':
         raise ConfigError('--select perturbation works on --space nb201 only: a DARTS cell also chooses each node\'s '
                           'two inputs, which this selection does not decide')
+    if cfg.select_from and cfg.select != 'perturbation':
+        raise ConfigError(f'--select_from {cfg.select_from}: give --select perturbation (the finished search\'s '
+                          f'argmax exports are its epoch_N.json already)')
     return cfg
+
+
+def epochs_done(output_dir):
+    """How many epochs the search in `output_dir` has finished (skip_counts.json has a line per epoch)."""
+    done = output_dir / SKIP_COUNTS_FILE
+    return len(json.loads(done.read_text())) if done.is_file() else 0
+
+
+def finished_search(source, given):
+    """The settings of the finished search in `source` that a --select_from run keeps. Raises ConfigError
+    for a search not finished, for a flag that would change what it trained, and for --output_dir `source`,
+    whose selection would be overwritten."""
+    for needed in (CONFIG_FILE, CHECKPOINT_FILE, SKIP_COUNTS_FILE):
+        if not (source / needed).is_file():
+            raise ConfigError(f'--select_from: {source / needed} is missing; no finished search in {source}')
+    saved = json.loads((source / CONFIG_FILE).read_text())
+    if epochs_done(source) < saved['epochs']:
+        raise ConfigError(f'--select_from: the search in {source} finished {epochs_done(source)} of its '
+                          f'{saved["epochs"]} epochs; continue it first with --resume --output_dir {source}')
+    for name in SEARCH_DEFINING:
+        was = saved.get(name, OPTIONS[name].default)
+        if name in given and name not in SELECTION_DEFINING and given[name] != was:
+            raise ConfigError(f'--select_from: --{name} {given[name]!r} differs from the search that trained the '
+                              f'supernet ({was!r} in {source / CONFIG_FILE}); only '
+                              + ', '.join(f'--{n}' for n in SELECTION_DEFINING) + ' may change')
+    if not given.get('output_dir') or Path(given['output_dir']).resolve() == source.resolve():
+        raise ConfigError(f'--select_from {source}: give another --output_dir, so that its selection is kept')
+    return {name: saved[name] for name in OPTIONS if name in saved and name not in ('output_dir', 'resume')}
 
 
 def build_parser():
@@ -333,6 +377,10 @@ def build_modules(cfg, steps_per_epoch, num_classes, channels_last, cpu_ops=Fals
             cosine = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, lambda step: lr_at(step, total_steps, cfg.initial_lr, cfg.ending_lr) / cfg.initial_lr)
             return [optimizer], [{'scheduler': cosine, 'interval': 'step'}]
+
+        def _get_result_for_report(self):
+            # NNI reports the last train_acc at the end of fit; a --select_from run trains nothing.
+            return self.trainer.callback_metrics.get('train_acc', torch.tensor(math.nan)).item()
 
         def on_fit_start(self):
             if channels_last:
@@ -670,9 +718,10 @@ def select_by_perturbation(cfg, oneshot_module, weights_loader, arch_loader, out
     cell, every measurement in decision order and the selection's seconds. Returns (arch, how the log
     names it)."""
     from .perturbation import select
+    how = ('every edge judged on the trained supernet as it is (--select_once)' if cfg.select_once else
+           f'{cfg.select_tune_epochs} epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each edge')
     log(f'selecting the cell by perturbation (DARTS-PT): edge by edge, the op whose removal costs the supernet '
-        f'the most accuracy on the {len(arch_loader.labels)} architecture images; {cfg.select_tune_epochs} '
-        f'epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each edge')
+        f'the most accuracy on the {len(arch_loader.labels)} architecture images; {how}')
     training_module = oneshot_module.training_module
     start = time.perf_counter()
     arch, record = select(training_module.model, training_module.criterion, weights_loader, arch_loader, cfg)
@@ -714,6 +763,9 @@ def run(cfg):
     output_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         atomic_write_json(dataclasses.asdict(cfg) | {'output_dir': str(output_dir)}, output_dir / CONFIG_FILE)
+    if cfg.select_from:  # the finished search's files, which the selection reads and appends to
+        for name in (CHECKPOINT_FILE, SKIP_COUNTS_FILE, EPOCHS_CSV):
+            shutil.copyfile(Path(cfg.select_from) / name, output_dir / name)
 
     import_nni_nas()
     quiet_nni_and_lightning()
@@ -729,7 +781,7 @@ def run(cfg):
                       precision=precision, callbacks=[monitor], logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       default_root_dir=str(output_dir))
-    fit_kwargs = {'ckpt_path': str(output_dir / CHECKPOINT_FILE)} if cfg.resume else {}
+    fit_kwargs = {'ckpt_path': str(output_dir / CHECKPOINT_FILE)} if cfg.resume or cfg.select_from else {}
     evaluator = Lightning(search_module, trainer, train_dataloaders=weights_loader, val_dataloaders=arch_loader,
                           fit_kwargs=fit_kwargs)
     experiment = NasExperiment(space.build(cfg, num_classes), evaluator, strategy)

@@ -12,6 +12,10 @@ weights at all. DARTS-PT asks the supernet instead, one edge at a time, in a ran
        nothing, is measured and kept only with --export_none): its mixture becomes that op alone;
     3. the supernet's weights train on for --select_tune_epochs at a tenth of the search's initial
        learning rate, so that the network adapts to the decided edge before the next one is judged.
+With --select_once every edge is judged on the trained supernet as it is, none decided before
+another is measured and nothing tuned (DARTS-PT's code calls this a "once" projection): a decided
+edge's op alone, in place of the mixture whose scale the later layers learned, can cost a small
+supernet half its accuracy, and one tuning epoch does not recover it.
 
 This module works on any NNI one-shot supernet whose mixed layers (an edge each) hold `_arch_alpha`
 and `_softmax`; cells that share an edge's label are decided together.
@@ -95,8 +99,10 @@ def select(supernet, criterion, weights_loader, held_out_images, cfg):
     order = list(edges)
     random.Random(cfg.seed).shuffle(order)
     record = []
+    whole = None
     for done, label in enumerate(order, start=1):
-        whole = accuracy(supernet, held_out)
+        if whole is None or not cfg.select_once:  # once: the supernet is the same for every edge
+            whole = accuracy(supernet, held_out)
         without = {}
         # Taking out the zero op changes nothing: it is measured (and can be chosen) only where the
         # export may choose it, which saves a pass over the held-out images an edge.
@@ -106,11 +112,12 @@ def select(supernet, criterion, weights_loader, held_out_images, cfg):
                 without[op] = round(accuracy(supernet, held_out), 2)
         state['removed'] = None
         chosen = min(without, key=without.get)
-        state['decided'][label] = edges[label].index(chosen)
+        if not cfg.select_once:
+            state['decided'][label] = edges[label].index(chosen)
         record.append({'edge': label, 'supernet_accuracy': round(whole, 2), 'accuracy_without': without,
                        'chosen': chosen})
         log(f'  selection {done}/{len(order)}: {label} -> {chosen} (supernet {whole:.2f}%; without each op: '
             + ', '.join(f'{op} {acc:.2f}' for op, acc in without.items()) + ')')
-        if done < len(order) and cfg.select_tune_epochs:
+        if done < len(order) and cfg.select_tune_epochs and not cfg.select_once:
             tune(supernet, criterion, weights_loader, cfg.select_tune_epochs, cfg.initial_lr / 10, cfg)
-    return {label: edges[label][state['decided'][label]] for label in edges}, record
+    return {step['edge']: step['chosen'] for step in sorted(record, key=lambda step: step['edge'])}, record

@@ -6,7 +6,8 @@ and the highest CIFAR-10 table accuracy of the cells they exported last, with th
 time (the sum of its epochs). For nb201 the table also says what the last epoch's architecture
 weights would have exported under each --max_skip: the cap acts at export only, so every search
 answers for every cap. A search with --select perturbation is scored by the cell it selected
-(selection.json), its verdict 'selected'. Writes PREFIX.md and PREFIX.csv.
+(selection.json), its verdict 'selected'; a --select_from run's time is its supernet's training and
+its own selection. Writes PREFIX.md and PREFIX.csv.
 """
 import argparse
 import csv
@@ -20,7 +21,7 @@ from .files import atomic_write_text
 
 # The settings that tell two configurations apart in the table, beside the space and the strategy.
 SHOWN = ('subset', 'width', 'cells', 'epochs', 'batch_size', 'arch_lr', 'arch_warmup', 'beta_decay', 'aux_skip',
-         'aux_skip_epochs', 'export_none', 'max_skip', 'select', 'select_tune_epochs')
+         'aux_skip_epochs', 'export_none', 'max_skip', 'select', 'select_tune_epochs', 'select_once')
 CAPS = (-1, 0, 1, 2)
 
 

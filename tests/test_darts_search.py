@@ -1,6 +1,7 @@
 """The DARTS search as a user runs it: `python nas/search_darts.py`."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,3 +305,29 @@ def test_resume_refuses_a_search_that_finished_its_epochs(tmp_path):
     (out / darts_search.SKIP_COUNTS_FILE).write_text(json.dumps([{'epoch': 0}, {'epoch': 1}]))
     with pytest.raises(darts_search.ConfigError, match='finished all its 2 epochs; nothing is left to continue'):
         darts_search.resolve(['--resume', '--output_dir', str(out)])
+
+
+@pytest.mark.parametrize('epochs_done, argv, needle', [
+    (1, [], 'finished 1 of its 2 epochs; continue it first with --resume'),
+    (2, ['--width', '4'], "--width 4 differs from the search that trained the supernet (8 in"),
+    (2, ['--select', 'argmax'], 'give --select perturbation'),
+    (2, ['--output_dir', 'SOURCE'], 'give another --output_dir, so that its selection is kept'),
+    (2, ['--resume'], '--resume and --select_from'),
+])
+def test_select_from_refuses_what_would_not_select_from_the_finished_supernet(epochs_done, argv, needle, tmp_path):
+    source = write_resumable(tmp_path / 'out', space='nb201', epochs=2, width=8, select='perturbation')
+    (source / darts_search.SKIP_COUNTS_FILE).write_text(json.dumps([{'epoch': e} for e in range(epochs_done)]))
+    argv = [str(source) if arg == 'SOURCE' else arg for arg in argv]
+    if '--output_dir' not in argv:
+        argv += ['--output_dir', str(tmp_path / 'again')]
+    with pytest.raises(darts_search.ConfigError, match=re.escape(needle)):
+        darts_search.resolve(['--select_from', str(source), *argv])
+
+
+def test_select_from_keeps_the_searchs_settings_and_takes_the_selection_flags(tmp_path):
+    source = write_resumable(tmp_path / 'out', space='nb201', epochs=2, width=8, seed=3, select='perturbation')
+    (source / darts_search.SKIP_COUNTS_FILE).write_text(json.dumps([{'epoch': 0}, {'epoch': 1}]))
+    cfg = darts_search.resolve(['--select_from', str(source), '--select_once', 'true', '--export_none', 'true',
+                                '--threads', '1', '--output_dir', str(tmp_path / 'again')])
+    assert (cfg.width, cfg.seed, cfg.epochs, cfg.space) == (8, 3, 2, 'nb201')  # the same supernet, the same halves
+    assert cfg.select_once and cfg.export_none and cfg.threads == 1 and not cfg.resume

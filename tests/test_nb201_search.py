@@ -223,6 +223,22 @@ def test_tiny_nb201_search_selects_by_perturbation_and_records_every_measurement
     probs = json.loads((out / 'epoch_1_probs.json').read_text())
     assert all(abs(p - 0.2) < 0.01 for edge in probs.values() for p in edge.values())
 
+    # Selecting again from the same trained supernet, every edge judged on it as it is: nothing trains.
+    once = tmp_path / 'once'
+    code, output = run_search(['--select_from', str(out), '--select', 'perturbation', '--select_once', 'true',
+                               '--threads', '1', '--output_dir', str(once)], tmp_path)
+    assert code == 0, output
+    again = json.loads((once / darts_search.SELECTION_FILE).read_text())
+    assert {step['supernet_accuracy'] for step in again['edges']} == {record[0]['supernet_accuracy']}
+    for step in again['edges']:
+        assert step['accuracy_without'][step['chosen']] == min(step['accuracy_without'].values())
+    assert json.loads((once / 'final.json').read_text()) == again['cell']
+    assert json.loads((out / darts_search.SELECTION_FILE).read_text()) == selection  # the first selection is kept
+    saved = json.loads((once / darts_search.CONFIG_FILE).read_text())
+    assert saved['select_once'] and saved['select_from'] == str(out) and saved['subset'] == 256
+    assert summary_row(once, tmp_path)['select_once'] == 'True'
+    assert 'epoch 1/2' not in output and 'every edge judged on the trained supernet as it is' in output
+
 
 def test_perturbation_selection_is_refused_on_the_darts_space():
     with pytest.raises(ConfigError, match='--select perturbation works on --space nb201 only'):
