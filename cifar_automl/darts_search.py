@@ -794,6 +794,9 @@ def run(cfg):
         f'epoch); {size} of width {cfg.width}; device {device}, precision {precision}, '
         f'{torch.get_num_threads()} thread{"s" * (torch.get_num_threads() != 1)}; output {output_dir}; '
         f'setup {time.perf_counter() - setup_start:.1f}s')
+    if cfg.select_from:
+        log(f'selecting again from the supernet that the search in {cfg.select_from} trained for its {cfg.epochs} '
+            f'epochs (its files stay as they are)')
     search_start = time.perf_counter()
     experiment.run()
     if cfg.select == 'perturbation':
