@@ -20,6 +20,8 @@ Every epoch N (from 0) writes to --output_dir:
 and at the end final.json and final.png: the last epoch's cell, or with --skip_patience the cell of
 the epoch before the skip count grew, or with --select perturbation the cell DARTS-PT's selection reads
 from the trained supernet (perturbation.py), every measurement of which goes to selection.json.
+--select_from DIR runs that selection again, with other selection flags, on the supernet a finished
+search in DIR trained, into another --output_dir.
 
 Skip-connection collapse (DARTS's known failure: parameter-free skip_connect edges crowd out the
 convolutions as the search goes on) is reported every epoch, capped at export with --max_skip
