@@ -164,12 +164,13 @@ PRESETS = {
     'cifar_cpu': dict(dataset='cifar10', subset=5000, width=8, num_cells=5, epochs=10, batch_size=64, arch_lr=1e-3,
                       max_skip=2),
     # NAS-Bench-201 on CIFAR-10 on 2 CPU cores (docs/results/nb201_cpu, the tries in docs/results/nb201_tries):
-    # DARTS-PT with fixed alpha. A width-8 supernet of 3 cells a stage trains every op at once for 15 epochs
-    # of 5000 images (its architecture weights never step), then the selection by perturbation reads the cell
-    # from it, edge by edge; 22 minutes here, idle (docs/results/nb201_cpu/seed3). One cell a stage scored 90.01 on average over 3 seeds: that
-    # supernet wants a convolution on the edge 0->3 where the benchmark's 200-epoch, 5-cell networks want the
-    # skip connection that 123 of the 135 cells at 91 or more have; 3 cells a stage find it.
-    'nb201_cpu': dict(space='nb201', dataset='cifar10', subset=10000, width=8, stage_cells=3, epochs=15,
+    # DARTS-PT with fixed alpha. A width-8 supernet of the benchmark's depth, 5 cells a stage, trains every op
+    # at once for 15 epochs of 5000 images (its architecture weights never step), then the selection by
+    # perturbation reads the cell from it, edge by edge; about 33 minutes here, idle (15 of training, 18 of
+    # selection). Its supernet finds the skip connection on edge 0->3 that 123 of the 135 cells at 91 or
+    # more have in every seed; at 3 cells a stage (docs/results/nb201_cpu_3cells) two seeds of four chose a
+    # convolution there, and one cell a stage chose one in all three.
+    'nb201_cpu': dict(space='nb201', dataset='cifar10', subset=10000, width=8, stage_cells=5, epochs=15,
                       batch_size=64, arch_warmup=15, select='perturbation'),
 }
 
