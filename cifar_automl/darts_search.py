@@ -205,11 +205,9 @@ def resolve(argv=None):
             raise ConfigError(f'--resume: the search in {output_dir} finished all its {saved["epochs"]} epochs; '
                               f'nothing is left to continue (to select again from its supernet: --select_from '
                               f'{output_dir} --output_dir ANOTHER_DIR)')
-        for name in SEARCH_DEFINING:
-            was = saved.get(name, OPTIONS[name].default)  # a search saved before the option existed had its default
-            if name in given and given[name] != was:
-                raise ConfigError(f'--resume: --{name} {given[name]!r} differs from the search being resumed '
-                                  f'({was!r} in {output_dir / CONFIG_FILE}); leave it out to continue')
+        for name, value, was in changed_settings(saved, given):
+            raise ConfigError(f'--resume: --{name} {value!r} differs from the search being resumed '
+                              f'({was!r} in {output_dir / CONFIG_FILE}); leave it out to continue')
         values.update({name: saved[name] for name in OPTIONS if name in saved})
     values.update(given)
     cfg = SearchConfig(**values)
@@ -222,6 +220,15 @@ def resolve(argv=None):
         raise ConfigError(f'--select_from {cfg.select_from}: give --select perturbation (the finished search\'s '
                           f'argmax exports are its epoch_N.json already)')
     return cfg
+
+
+def changed_settings(saved, given, may_change=()):
+    """(name, given value, saved value) of each search-defining flag given that differs from the saved
+    search's; a search saved before an option existed had its default."""
+    for name in SEARCH_DEFINING:
+        was = saved.get(name, OPTIONS[name].default)
+        if name in given and name not in may_change and given[name] != was:
+            yield name, given[name], was
 
 
 def epochs_done(output_dir):
@@ -241,12 +248,10 @@ def finished_search(source, given):
     if epochs_done(source) < saved['epochs']:
         raise ConfigError(f'--select_from: the search in {source} finished {epochs_done(source)} of its '
                           f'{saved["epochs"]} epochs; continue it first with --resume --output_dir {source}')
-    for name in SEARCH_DEFINING:
-        was = saved.get(name, OPTIONS[name].default)
-        if name in given and name not in SELECTION_DEFINING and given[name] != was:
-            raise ConfigError(f'--select_from: --{name} {given[name]!r} differs from the search that trained the '
-                              f'supernet ({was!r} in {source / CONFIG_FILE}); only '
-                              + ', '.join(f'--{n}' for n in SELECTION_DEFINING) + ' may change')
+    for name, value, was in changed_settings(saved, given, may_change=SELECTION_DEFINING):
+        raise ConfigError(f'--select_from: --{name} {value!r} differs from the search that trained the '
+                          f'supernet ({was!r} in {source / CONFIG_FILE}); only '
+                          + ', '.join(f'--{n}' for n in SELECTION_DEFINING) + ' may change')
     if not given.get('output_dir') or Path(given['output_dir']).resolve() == source.resolve():
         raise ConfigError(f'--select_from {source}: give another --output_dir, so that its selection is kept')
     return {name: saved[name] for name in OPTIONS if name in saved and name not in ('output_dir', 'resume')}
