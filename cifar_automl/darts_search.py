@@ -103,9 +103,10 @@ OPTIONS = {
                            'edge\'s best op other than skip and none (-1: no cap)', low=-1, high=8),
     # architecture selection
     'select': Option('argmax', 'how the final cell is read from the trained supernet: argmax (each edge\'s op of '
-                               'highest architecture weight, DARTS\'s rule) or perturbation (nb201 space: DARTS-PT\'s '
-                               'selection, Wang et al. 2021: edge by edge, the op whose removal costs the supernet '
-                               'the most held-out accuracy; cifar_automl/perturbation.py). With --arch_warmup equal to '
+                               'highest architecture weight, DARTS\'s rule) or perturbation (DARTS-PT\'s selection, Wang et '
+                               'al. 2021: edge by edge, the op whose removal costs the supernet the most held-out '
+                               'accuracy, then in the darts space each node\'s two edges whose removal costs the most; '
+                               'cifar_automl/perturbation.py). With --arch_warmup equal to '
                                '--epochs the architecture weights never move, DARTS-PT\'s "fixed alpha"',
                      choices=('argmax', 'perturbation')),
     'select_tune_epochs': Option(1, '--select perturbation: epochs the supernet\'s weights train on after each '
@@ -113,9 +114,11 @@ OPTIONS = {
     'select_once': Option(False, '--select perturbation: judge every edge on the trained supernet as it is, none '
                                  'decided before another is measured and nothing tuned (DARTS-PT\'s "once" '
                                  'projection; --select_tune_epochs is then unused)'),
+    'select_images': Option(0, '--select perturbation: measure the supernet\'s accuracy on the first this many '
+                               'architecture images (0: all of them); a DARTS cell takes about 250 measurements', low=0),
     'select_from': Option('', 'select again from the trained supernet of the finished search in this directory: '
                               'its checkpoint and settings, with the selection flags given here (--select, '
-                              '--select_once, --select_tune_epochs, --export_none), written to --output_dir; '
+                              '--select_once, --select_tune_epochs, --select_images, --export_none), written to --output_dir; '
                               'nothing trains but --select_tune_epochs'),
     'skip_patience': Option(0, 'stop the search once the capped cell has had more skip_connect edges than its fewest '
                                'so far for this many epochs in a row; final.json is then the cell of the epoch before '
@@ -148,10 +151,10 @@ OPTIONS = {
 SEARCH_DEFINING = ('dataset', 'space', 'subset', 'width', 'num_cells', 'stage_cells', 'strategy', 'epochs',
                    'batch_size', 'initial_lr', 'ending_lr', 'momentum', 'weight_decay', 'grad_clip', 'arch_lr',
                    'arch_beta1', 'arch_beta2', 'arch_weight_decay', 'arch_warmup', 'beta_decay', 'aux_skip',
-                   'aux_skip_epochs', 'export_none', 'select', 'select_tune_epochs', 'select_once', 'max_skip',
-                   'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
+                   'aux_skip_epochs', 'export_none', 'select', 'select_tune_epochs', 'select_once', 'select_images',
+                   'max_skip', 'skip_patience', 'crop_padding', 'flip', 'seed', 'preset')
 # What --select_from may set apart from the finished search it selects from.
-SELECTION_DEFINING = ('select', 'select_tune_epochs', 'select_once', 'export_none')
+SELECTION_DEFINING = ('select', 'select_tune_epochs', 'select_once', 'select_images', 'export_none')
 
 # Named settings for a whole kind of search; explicit flags win.
 PRESETS = {
@@ -213,9 +216,6 @@ def resolve(argv=None):
     cfg = SearchConfig(**values)
     if cfg.ending_lr > cfg.initial_lr:
         raise ConfigError(f'--ending_lr {cfg.ending_lr} exceeds --initial_lr {cfg.initial_lr}: the cosine decays')
-    if cfg.select == 'perturbation' and cfg.space != 'nb201':
-        raise ConfigError('--select perturbation works on --space nb201 only: a DARTS cell also chooses each node\'s '
-                          'two inputs, which this selection does not decide')
     if cfg.select_from and cfg.select != 'perturbation':
         raise ConfigError(f'--select_from {cfg.select_from}: give --select perturbation (the finished search\'s '
                           f'argmax exports are its epoch_N.json already)')
@@ -726,13 +726,18 @@ def select_by_perturbation(cfg, oneshot_module, weights_loader, arch_loader, out
     cell, every measurement in decision order and the selection's seconds. Returns (arch, how the log
     names it)."""
     from .perturbation import select
-    how = ('every edge judged on the trained supernet as it is (--select_once)' if cfg.select_once else
-           f'{cfg.select_tune_epochs} epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each edge')
+    space = SPACES[cfg.space]
+    how = ('every choice judged on the trained supernet as it is (--select_once)' if cfg.select_once else
+           f'{cfg.select_tune_epochs} epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each choice')
+    inputs = f', then each node\'s {space.INPUTS_PER_NODE} edges whose removal costs the most' * bool(space.INPUTS_PER_NODE)
+    images = min(cfg.select_images or len(arch_loader.labels), len(arch_loader.labels))
     log(f'selecting the cell by perturbation (DARTS-PT): edge by edge, the op whose removal costs the supernet '
-        f'the most accuracy on the {len(arch_loader.labels)} architecture images; {how}')
+        f'the most accuracy on {images} architecture images{inputs}; {how}')
     training_module = oneshot_module.training_module
     start = time.perf_counter()
-    arch, record = select(training_module.model, training_module.criterion, weights_loader, arch_loader, cfg)
+    edge_ops, record = select(training_module.model, training_module.criterion, weights_loader, arch_loader, cfg,
+                              space.node_inputs, space.INPUTS_PER_NODE)
+    arch = space.from_edge_ops(edge_ops)
     atomic_write_json({'seconds': round(time.perf_counter() - start, 1), 'cell': arch, 'edges': record},
                       output_dir / SELECTION_FILE)
     return arch, f'selected by perturbation, {SELECTION_FILE}'

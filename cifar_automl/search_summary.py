@@ -21,7 +21,8 @@ from .files import atomic_write_text
 
 # The settings that tell two configurations apart in the table, beside the space and the strategy.
 SHOWN = ('subset', 'width', 'cells', 'epochs', 'batch_size', 'arch_lr', 'arch_warmup', 'beta_decay', 'aux_skip',
-         'aux_skip_epochs', 'export_none', 'max_skip', 'select', 'select_tune_epochs', 'select_once')
+         'aux_skip_epochs', 'export_none', 'max_skip', 'select', 'select_tune_epochs', 'select_once',
+         'select_images')
 CAPS = (-1, 0, 1, 2)
 
 

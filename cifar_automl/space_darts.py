@@ -42,6 +42,34 @@ def discretize(nni_export, probs, cfg):
     return nni_export
 
 
+INPUTS_PER_NODE = 2  # each node sums two of its incoming edges
+
+
+def node_inputs(edge_labels):
+    """{'normal/3': ['normal/3_0', 'normal/3_1', 'normal/3_2'], ...}: each node's incoming edges, from
+    the supernet's edge labels ('<cell>/<node>_<source>', NNI's DifferentiableMixedCell)."""
+    nodes = {}
+    for label in sorted(edge_labels):
+        cell, edge = label.split('/')
+        nodes.setdefault(f'{cell}/{edge.split("_")[0]}', []).append(label)
+    return nodes
+
+
+def from_edge_ops(edge_ops):
+    """NNI's dict from an op per supernet edge, 'none' on the edges a node does not keep: each node's
+    two kept edges, in the order of their source."""
+    arch = {}
+    for node, labels in node_inputs(edge_ops).items():
+        cell, target = node.split('/')
+        kept = [label for label in labels if edge_ops[label] != 'none']
+        if len(kept) != INPUTS_PER_NODE:
+            raise ValueError(f'{node} keeps {len(kept)} edges ({", ".join(kept)}); a DARTS node keeps {INPUTS_PER_NODE}')
+        for slot, label in enumerate(kept):
+            arch[f'{cell}/op_{target}_{slot}'] = edge_ops[label]
+            arch[f'{cell}/input_{target}_{slot}'] = [int(label.rsplit('_', 1)[1])]
+    return arch
+
+
 def skip_edges(arch):
     """[(arch key, edge_softmax key)] of the normal cell's skip_connect edges, which --max_skip caps
     (P-DARTS leaves the reduction cell as searched)."""

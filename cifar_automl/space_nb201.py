@@ -131,6 +131,19 @@ def discretize(nni_export, probs, cfg):
     return {edge: max(allowed, key=probs[edge].get) for edge in KEYS}
 
 
+INPUTS_PER_NODE = 0  # a node sums all of its incoming edges
+
+
+def node_inputs(edge_labels):
+    """No node chooses among its inputs."""
+    return {}
+
+
+def from_edge_ops(edge_ops):
+    """The cell is the op of each edge."""
+    return edge_ops
+
+
 def skip_edges(arch):
     """[(arch key, edge_softmax key)] of the cell's skip_connect edges, which --max_skip caps."""
     return [(key, key) for key in KEYS if arch[key] == SKIP]

@@ -237,7 +237,7 @@ def test_tiny_nb201_search_selects_by_perturbation_and_records_every_measurement
     saved = json.loads((once / darts_search.CONFIG_FILE).read_text())
     assert saved['select_once'] and saved['select_from'] == str(out) and saved['subset'] == 256
     assert summary_row(once, tmp_path)['select_once'] == 'True'
-    assert 'epoch 1/2' not in output and 'every edge judged on the trained supernet as it is' in output
+    assert 'epoch 1/2' not in output and 'every choice judged on the trained supernet as it is' in output
     assert f'selecting again from the supernet that the search in {out} trained for its 2 epochs' in output
 
 
