@@ -115,7 +115,7 @@ OPTIONS = {
                                  'decided before another is measured and nothing tuned (DARTS-PT\'s "once" '
                                  'projection; --select_tune_epochs is then unused)'),
     'select_images': Option(0, '--select perturbation: measure the supernet\'s accuracy on the first this many '
-                               'architecture images (0: all of them); a DARTS cell takes about 250 measurements', low=0),
+                               'architecture images (0: all of them); a DARTS cell takes 220 measurements', low=0),
     'select_from': Option('', 'select again from the trained supernet of the finished search in this directory: '
                               'its checkpoint and settings, with the selection flags given here (--select, '
                               '--select_once, --select_tune_epochs, --select_images, --export_none), written to --output_dir; '

@@ -54,10 +54,8 @@ class ProjectedSoftmax(torch.nn.Module):
             weights = torch.nn.functional.one_hot(torch.tensor(decided, device=alpha.device), len(alpha)).to(alpha.dtype)
         removed = self.state['removed']
         if removed and removed[0] == label:
-            keep = torch.zeros_like(weights)
-            if removed[1] is not WHOLE_EDGE:
-                keep += 1
-                keep[removed[1]] = 0
+            keep = torch.ones_like(weights)
+            keep[slice(None) if removed[1] is WHOLE_EDGE else removed[1]] = 0
             weights = weights * keep
         return weights
 

@@ -331,3 +331,76 @@ def test_select_from_keeps_the_searchs_settings_and_takes_the_selection_flags(tm
                                 '--threads', '1', '--output_dir', str(tmp_path / 'again')])
     assert (cfg.width, cfg.seed, cfg.epochs, cfg.space) == (8, 3, 2, 'nb201')  # the same supernet, the same halves
     assert cfg.select_once and cfg.export_none and cfg.threads == 1 and not cfg.resume
+
+
+def test_perturbation_decides_each_edges_op_then_each_nodes_two_edges_on_nnis_darts_supernet():
+    from nni.nas.strategy import DARTS
+    from cifar_automl import perturbation
+    from cifar_automl.data import Split
+    cfg = darts_search.resolve(['--width', str(TINY_WIDTH), '--num_cells', str(TINY_CELLS), '--batch_size', '32',
+                                '--select', 'perturbation', '--select_once', 'true', '--select_images', '8'])
+    torch.manual_seed(0)
+    supernet = DARTS().mutate_model(space_darts.build(cfg, 10))
+    held_out = Split(torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (48,)))
+    edge_ops, record = perturbation.select(supernet, torch.nn.CrossEntropyLoss(), None, held_out, cfg,
+                                           space_darts.node_inputs, space_darts.INPUTS_PER_NODE)
+    ops, nodes = record[:28], record[28:]
+    ops_of_an_edge = {'max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5',
+                      'dil_conv_3x3', 'dil_conv_5x5'}  # the zero op's removal changes nothing: not measured
+    assert sorted(step['edge'] for step in ops) == sorted(f'{cell}/{node}_{source}' for cell in ('normal', 'reduce')
+                                                          for node in range(2, 6) for source in range(node))
+    for step in ops:
+        assert set(step['accuracy_without']) == set(step['loss_without']) == ops_of_an_edge
+        # The op whose removal costs the most accuracy; equal accuracies, the larger loss without it.
+        assert step['chosen'] == min(ops_of_an_edge, key=lambda op: (step['accuracy_without'][op],
+                                                                      -step['loss_without'][op]))
+        assert all(acc % 12.5 == 0  # measured on the first 8 images
+                   for acc in step['accuracy_without'].values())
+    # Node 2 has two incoming edges and keeps both; nodes 3, 4 and 5 of both cells choose.
+    assert sorted(step['node'] for step in nodes) == [f'{cell}/{node}' for cell in ('normal', 'reduce')
+                                                      for node in (3, 4, 5)]
+    assert len({step['supernet_accuracy'] for step in record}) == 1  # --select_once: one supernet throughout
+    arch = space_darts.from_edge_ops(edge_ops)
+    assert set(arch) == ARCH_KEYS
+    for step in nodes:
+        without, loss = step['accuracy_without_edge'], step['loss_without_edge']
+        ranked = sorted(without, key=lambda edge: (without[edge], -loss[edge]))
+        assert step['kept'] == sorted(ranked[:2])
+        cell, node = step['node'].split('/')
+        assert [arch[f'{cell}/input_{node}_{slot}'][0] for slot in (0, 1)] == sorted(
+            int(edge.rsplit('_', 1)[1]) for edge in ranked[:2])
+    for slot in (0, 1):
+        assert arch[f'normal/input_2_{slot}'] == [slot] and arch[f'normal/op_2_{slot}'] == edge_ops[f'normal/2_{slot}']
+    rebuild_and_train_one_step(arch)
+
+
+def test_a_darts_cell_as_an_op_per_supernet_edge_and_back():
+    from cifar_automl.random_cells import random_cells
+    for arch in random_cells(4, seed=0):
+        edge_ops = {f'{cell}/{node}_{source}': 'none' for cell in ('normal', 'reduce') for node in range(2, 6)
+                    for source in range(node)}
+        for cell in ('normal', 'reduce'):
+            for source, target, op in cell_edges(arch, cell):
+                edge_ops[f'{cell}/{target}_{source}'] = op
+        again = space_darts.from_edge_ops(edge_ops)
+        assert {cell: sorted(cell_edges(again, cell)) for cell in ('normal', 'reduce')} == \
+            {cell: sorted(cell_edges(arch, cell)) for cell in ('normal', 'reduce')}
+    edge_ops['normal/5_4'] = 'sep_conv_3x3'  # a third edge into node 5
+    with pytest.raises(ValueError, match='normal/5 keeps 3 edges'):
+        space_darts.from_edge_ops(edge_ops)
+
+
+@pytest.mark.slow
+def test_tiny_darts_search_selects_by_perturbation_and_writes_the_cell(tmp_path):
+    out = tmp_path / 'search'
+    args = TINY + ['--epochs', '1', '--arch_warmup', '1', '--select', 'perturbation', '--select_once', 'true',
+                   '--select_images', '8', '--output_dir', str(out)]
+    code, output = run_search(args, tmp_path)
+    assert code == 0, output
+    selection = json.loads((out / darts_search.SELECTION_FILE).read_text())
+    final = json.loads((out / 'final.json').read_text())
+    assert final == selection['cell'] and set(final) == ARCH_KEYS
+    assert len(selection['edges']) == 28 + 6
+    assert 'on 8 architecture images, then each node\'s 2 edges whose removal costs the most' in output
+    assert 'selection 34/34: ' in output and 'keeps' in output
+    rebuild_and_train_one_step(final)

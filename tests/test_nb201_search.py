@@ -241,11 +241,6 @@ def test_tiny_nb201_search_selects_by_perturbation_and_records_every_measurement
     assert f'selecting again from the supernet that the search in {out} trained for its 2 epochs' in output
 
 
-def test_perturbation_selection_is_refused_on_the_darts_space():
-    with pytest.raises(ConfigError, match='--select perturbation works on --space nb201 only'):
-        darts_search.resolve(['--select', 'perturbation'])
-
-
 def test_the_nb201_cpu_preset_is_the_search_whose_seeds_are_committed():
     from conftest import REPO
     cfg = darts_search.resolve(['--preset', 'nb201_cpu'])
