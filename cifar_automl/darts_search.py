@@ -730,7 +730,7 @@ def select_by_perturbation(cfg, oneshot_module, weights_loader, arch_loader, out
     how = ('every choice judged on the trained supernet as it is (--select_once)' if cfg.select_once else
            f'{cfg.select_tune_epochs} epoch{"s" * (cfg.select_tune_epochs != 1)} of weight training after each choice')
     inputs = f', then each node\'s {space.INPUTS_PER_NODE} edges whose removal costs the most' * bool(space.INPUTS_PER_NODE)
-    images = min(cfg.select_images or len(arch_loader.labels), len(arch_loader.labels))
+    images = len(arch_loader.labels[:cfg.select_images or None])
     log(f'selecting the cell by perturbation (DARTS-PT): edge by edge, the op whose removal costs the supernet '
         f'the most accuracy on {images} architecture images{inputs}; {how}')
     training_module = oneshot_module.training_module

@@ -119,10 +119,9 @@ def tune(supernet, criterion, loader, epochs, lr, cfg):
 
 def held_out_loader(held_out_images, cfg):
     """The images the selection measures on: the first --select_images of them (0: all), in batches."""
-    images, labels = held_out_images.images, held_out_images.labels
-    if cfg.select_images:
-        images, labels = images[:cfg.select_images], labels[:cfg.select_images]
-    return BatchLoader(Split(images, labels), max(cfg.batch_size, 256), images.device)
+    first = slice(cfg.select_images or None)
+    return BatchLoader(Split(held_out_images.images[first], held_out_images.labels[first]), max(cfg.batch_size, 256),
+                       held_out_images.images.device)
 
 
 def select(supernet, criterion, weights_loader, held_out_images, cfg, node_inputs=None, inputs_per_node=0):
